@@ -1,0 +1,250 @@
+"""The ``releo-bench`` command line.
+
+Exit codes: 0 success; 2 bad usage or bad input (the message names what is wrong and what was
+expected); 1 internal error (or a run whose results were saved but could not be tracked).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import ReleoError, UsageError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Benchmark Earth-observation encoders: accuracy, calibration and proper scores.")
+out = Console()
+err = Console(stderr=True)
+
+
+class Kind(str, Enum):
+    models = "models"
+    tasks = "tasks"
+    probes = "probes"
+    metrics = "metrics"
+
+
+class InfoKind(str, Enum):
+    model = "model"
+    task = "task"
+    probe = "probe"
+    metric = "metric"
+
+
+def _parse_options(items: list[str] | None, what: str) -> dict[str, Any]:
+    """``key=value`` pairs; values parsed as JSON when they are JSON (numbers, lists...)."""
+    options: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{what} must look like key=value, got {item!r}")
+        try:
+            options[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key] = raw
+    return options
+
+
+@app.command("list")
+def list_(kind: Kind = typer.Argument(..., help="what to list")) -> None:
+    """List registered models, tasks, probes or metrics."""
+    from .registries import ENCODERS, METRICS, PROBES, TASKS
+
+    table = Table(title=f"releo-bench {kind.value}")
+    if kind is Kind.metrics:
+        table.add_column("name"), table.add_column("task"), table.add_column("family")
+        table.add_column("better"), table.add_column("accepts"), table.add_column("description")
+        for name in METRICS.names():
+            m = METRICS.get(name)
+            table.add_row(name, m.task_kind, m.family, m.direction, ", ".join(m.accepts),
+                          m.description)
+    else:
+        registry = {Kind.models: ENCODERS, Kind.tasks: TASKS, Kind.probes: PROBES}[kind]
+        table.add_column("name"), table.add_column("description")
+        for name in registry.names():
+            table.add_row(name, registry.summary(name))
+    out.print(table)
+
+
+@app.command()
+def info(kind: InfoKind = typer.Argument(..., help="model, task, probe or metric"),
+         name: str = typer.Argument(..., help="registered name")) -> None:
+    """Show the full metadata of one component (JSON)."""
+    from .registries import ENCODERS, METRICS, PROBES, TASKS
+
+    if kind is InfoKind.model:
+        record = ENCODERS.get(name)().meta.model_dump(mode="json")
+    elif kind is InfoKind.task:
+        record = TASKS.get(name).meta.model_dump(mode="json")
+    elif kind is InfoKind.probe:
+        p = PROBES.get(name)
+        record = {"name": p.name, "task_kind": p.task_kind, "description": p.description,
+                  "defaults": p.defaults}
+    else:
+        m = METRICS.get(name)
+        record = {"name": m.name, "direction": m.direction, "accepts": list(m.accepts),
+                  "task_kind": m.task_kind, "family": m.family, "description": m.description}
+    out.print_json(json.dumps(record))
+
+
+def _rich_progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=err, transient=False,
+                        disable=not err.is_terminal)
+
+    class _Bar:
+        def __init__(self, description: str, total: int) -> None:
+            self.description, self.total = description, total
+
+        def __enter__(self) -> "_Bar":
+            progress.start()
+            self.id = progress.add_task(self.description, total=self.total)
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            progress.stop()
+
+        def advance(self, n: int) -> None:
+            progress.advance(self.id, n)
+
+    return _Bar
+
+
+def _load_config(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"--config {path}: cannot read YAML ({exc})") from exc
+    allowed = {"model", "task", "probe", "seeds", "label_fraction", "device", "model_options",
+               "probe_params", "batch_size"}
+    unknown = set(data) - allowed
+    if unknown:
+        raise UsageError(f"--config {path}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+    return data
+
+
+@app.command()
+def run(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="registered model (encoder) name"),
+    task: Optional[str] = typer.Option(None, "--task", "-t", help="registered task name"),
+    probe: Optional[str] = typer.Option(None, "--probe", "-p", help="probe (default: ridge for regression, logistic for classification)"),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="number of seeds (0..N-1) [default: 3]"),
+    label_fraction: Optional[float] = typer.Option(None, "--label-fraction", help="fraction of training labels, in (0, 1] [default: 1]"),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda [default: auto]"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="run directory [default: runs/<time>-<model>-<task>]"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow URI; 'none' disables tracking [default: $MLFLOW_TRACKING_URI or a local SQLite store]"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="recompute embeddings, ignore and bypass the cache"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="embedding cache [default: $RELEO_CACHE_DIR or the user cache]"),
+    model_option: Optional[list[str]] = typer.Option(None, "--model-option", help="encoder option key=value (repeatable)"),
+    probe_param: Optional[list[str]] = typer.Option(None, "--probe-param", help="probe parameter key=value (repeatable)"),
+    config: Optional[Path] = typer.Option(None, "--config", help="run config YAML (see configs/); flags override it"),
+) -> None:
+    """Run one model on one task: embeddings, probe per seed, metrics, results.json, MLflow."""
+    from .runner import RunConfig, run as run_benchmark
+
+    cfg = _load_config(config)
+    model = model or cfg.get("model")
+    task = task or cfg.get("task")
+    if not model or not task:
+        raise UsageError("both --model and --task are required (or a --config that sets them)")
+    rc = RunConfig(
+        model=model, task=task, probe=probe or cfg.get("probe"),
+        seeds=seeds if seeds is not None else int(cfg.get("seeds", 3)),
+        label_fraction=label_fraction if label_fraction is not None else float(cfg.get("label_fraction", 1.0)),
+        device=device or cfg.get("device", "auto"), output=output, tracking_uri=tracking_uri,
+        use_cache=not no_cache, cache_dir=cache_dir,
+        batch_size=int(cfg.get("batch_size", 256)),
+        model_options={**cfg.get("model_options", {}), **_parse_options(model_option, "--model-option")},
+        probe_params={**cfg.get("probe_params", {}), **_parse_options(probe_param, "--probe-param")},
+    )
+    outcome = run_benchmark(rc, progress=_rich_progress())
+    r = outcome.result
+    table = Table(title=f"{r.model.name} on {r.task.name} ({r.probe.name} probe, "
+                        f"{len(r.seeds)} seed(s), {r.label_fraction:g} of labels)")
+    table.add_column("metric"), table.add_column("family"), table.add_column("better")
+    table.add_column("mean", justify="right"), table.add_column("95 % CI", justify="right")
+    for name, s in r.metrics.items():
+        mark = " *" if name == r.task.main_score else ""
+        table.add_row(name + mark, s.family, s.direction, f"{s.mean:.4f}",
+                      f"[{s.ci_low:.4f}, {s.ci_high:.4f}]")
+    out.print(table)
+    hits = [s for s, h in r.cache.hits.items() if h]
+    cache_msg = ("disabled" if not r.cache.enabled else
+                 f"hit for {', '.join(hits)}" if hits else "miss (embeddings computed and stored)")
+    t = r.timings
+    out.print(f"embedding cache: {cache_msg}")
+    out.print(f"timings: data {t.data_s:.2f} s, embedding {t.embedding_s:.2f} s, probe "
+              f"{t.probe_s:.2f} s, metrics {t.metrics_s:.2f} s, total {t.total_s:.2f} s")
+    out.print(f"results: {outcome.output_dir / 'results.json'}")
+    if r.mlflow.get("run_id"):
+        out.print(f"mlflow: run {r.mlflow['run_id']} at {r.mlflow['tracking_uri']}")
+    if outcome.tracking_error:
+        err.print(f"[red]error:[/red] results are saved, but MLflow tracking failed: "
+                  f"{outcome.tracking_error}")
+        raise typer.Exit(1)
+
+
+@app.command()
+def schema(output: Optional[Path] = typer.Option(None, "--output", "-o", help="write here instead of stdout")) -> None:
+    """Print the JSON Schema of results.json."""
+    from .results import atomic_write_text, json_schema
+
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if output:
+        atomic_write_text(output, text)
+    else:
+        sys.stdout.write(text)
+
+
+@app.command()
+def validate(paths: list[Path] = typer.Argument(..., help="results.json files")) -> None:
+    """Validate results.json files against the schema (exit 2 on the first invalid one)."""
+    from .results import read_results
+
+    for p in paths:
+        read_results(p)
+        out.print(f"{p}: valid")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: maps releo-bench errors to exit codes 2 (usage) and 1 (internal)."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except UsageError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 2
+    except ReleoError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 1
+    except typer.Exit as exc:
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted")
+        return 130
+    except Exception as exc:  # click usage errors come here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show(file=sys.stderr)
+            return exc.exit_code
+        err.print_exception(show_locals=False)
+        err.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

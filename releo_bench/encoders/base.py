@@ -1,0 +1,125 @@
+"""The encoder contract: a metadata record plus one ``encode`` method.
+
+The encoder *declares* what it expects (bands in order, units, normalisation, temporal mode);
+the harness (:mod:`releo_bench.encoders.adapt`) converts units, reorders/selects bands and
+normalises before ``encode`` is called. Encoder authors never do that themselves: a wrong band
+order or scale is the most common silent bug in EO benchmarks.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+TemporalMode = Literal["series", "single_date", "monthly", "any"]
+OutputKind = Literal["pooled", "per_date"]
+
+
+class ModalityInput(BaseModel):
+    """What an encoder expects of one modality, after the harness has prepared it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bands: tuple[str, ...] = Field(min_length=1, description="band names, in the order wanted")
+    units: tuple[str, ...] = Field(description="unit of each band, see releo_bench.units")
+    mean: tuple[float, ...] | None = Field(None, description="per-band offset subtracted after conversion")
+    std: tuple[float, ...] | None = Field(None, description="per-band divisor applied after the offset")
+    required: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _broadcast_units(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("units"), str):
+            data = {**data, "units": (data["units"],) * len(data.get("bands", ()))}
+        return data
+
+    @model_validator(mode="after")
+    def _lengths(self) -> "ModalityInput":
+        n = len(self.bands)
+        for field in ("units", "mean", "std"):
+            val = getattr(self, field)
+            if val is not None and len(val) != n:
+                raise ValueError(f"{field} has {len(val)} entries for {n} bands")
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("give both mean and std, or neither")
+        if self.std is not None and any(s <= 0 for s in self.std):
+            raise ValueError("std must be positive")
+        return self
+
+
+class WeightsSource(BaseModel):
+    """Where an encoder's weights come from; ``kind='none'`` for weight-free baselines."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["none", "local", "url", "hf_hub", "generated"] = "none"
+    uri: str | None = None
+    revision: str | None = None
+    filename: str | None = None
+    sha256: str | None = None
+    licence: str | None = None
+
+
+class EncoderMeta(BaseModel):
+    """Everything a user and the harness need to know about an encoder, without running it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    version: str
+    description: str
+    licence: str
+    citation: str
+    modalities: dict[str, ModalityInput]
+    temporal_mode: TemporalMode = "any"
+    output: OutputKind = "pooled"
+    embedding_shape: tuple[int, ...] = Field(description="per sample (pooled) or per date (per_date)")
+    weights: WeightsSource = WeightsSource()
+    min_patch_size: int = Field(1, ge=1, description="smallest H = W the encoder accepts")
+    date_reference: str | None = Field(None, description="origin of the encoder's date encoding")
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """What ``encode`` returns.
+
+    features: ``[B, *embedding_shape]`` for pooled output, ``[B, T, *embedding_shape]`` for
+    per-date output (aligned with the dates of ``time_modality``).
+    time_mask: ``[B, T]`` True where a per-date embedding is real (not padding).
+    """
+
+    features: torch.Tensor
+    time_mask: torch.Tensor | None = None
+    time_modality: str | None = None
+
+
+class Encoder(ABC):
+    """Base class of every encoder. Subclasses set :attr:`meta` and implement :meth:`encode`."""
+
+    def __init__(self, *, device: str | torch.device = "cpu", **options: Any) -> None:
+        self.device = torch.device(device)
+        self.options = dict(options)
+
+    @property
+    @abstractmethod
+    def meta(self) -> EncoderMeta:
+        """The encoder's metadata (may depend on its options, e.g. the bands it uses)."""
+
+    @abstractmethod
+    def encode(self, batch: "EOBatch") -> Embeddings:
+        """Embed a batch already prepared by the harness (units, band order, normalisation)."""
+
+    def config(self) -> dict[str, Any]:
+        """Options that change the embeddings: part of the embedding-cache key."""
+        return dict(self.options)
+
+    @property
+    def weights_sha256(self) -> str | None:
+        return self.meta.weights.sha256
+
+
+from ..batch import EOBatch  # noqa: E402  (type reference only, avoids a cycle at import)

@@ -1,0 +1,190 @@
+"""Predictions are distributions.
+
+Every probe returns one of these from ``predict_dist``; metrics declare which kinds they
+accept. Arrays are float64 numpy arrays over ``N`` test samples: metrics are computed on the
+CPU with reference libraries (scikit-learn, properscoring, torchmetrics).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal, Union
+
+import numpy as np
+from scipy import stats
+
+PredictionKind = Literal["class_probs", "gaussian", "truncated_normal", "quantiles", "samples",
+                         "point"]
+
+
+def _f64(a: object) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class ClassProbs:
+    """Class probabilities ``[N, K]`` (rows sum to 1) over ``class_names``."""
+
+    probs: np.ndarray
+    class_names: tuple[str, ...]
+    kind: ClassVar[str] = "class_probs"
+
+    def __post_init__(self) -> None:
+        p = _f64(self.probs)
+        object.__setattr__(self, "probs", p)
+        object.__setattr__(self, "class_names", tuple(self.class_names))
+        if p.ndim != 2 or p.shape[1] != len(self.class_names):
+            raise ValueError(f"probs must be [N, {len(self.class_names)}], got {p.shape}")
+        if not np.allclose(p.sum(axis=1), 1.0, atol=1e-5) or (p < -1e-9).any():
+            raise ValueError("class probabilities must be non-negative and sum to 1 per row")
+
+    def __len__(self) -> int:
+        return self.probs.shape[0]
+
+    def point(self) -> np.ndarray:
+        """Most probable class index per sample."""
+        return self.probs.argmax(axis=1)
+
+
+@dataclass(frozen=True)
+class Gaussian:
+    """Independent normal predictive ``N(mean, std**2)`` per sample."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    kind: ClassVar[str] = "gaussian"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mean", _f64(self.mean))
+        object.__setattr__(self, "std", _f64(self.std))
+        if self.mean.shape != self.std.shape:
+            raise ValueError(f"mean {self.mean.shape} and std {self.std.shape} differ in shape")
+        if not (self.std > 0).all():
+            raise ValueError("std must be strictly positive")
+
+    def __len__(self) -> int:
+        return self.mean.shape[0]
+
+    def point(self) -> np.ndarray:
+        return self.mean
+
+    def cdf(self, y: np.ndarray) -> np.ndarray:
+        return stats.norm.cdf(y, self.mean, self.std)
+
+    def ppf(self, q: float | np.ndarray) -> np.ndarray:
+        return stats.norm.ppf(q, self.mean, self.std)
+
+    def interval(self, level: float) -> tuple[np.ndarray, np.ndarray]:
+        a = (1.0 - level) / 2.0
+        return self.ppf(a), self.ppf(1.0 - a)
+
+
+@dataclass(frozen=True)
+class TruncatedNormal:
+    """Normal ``N(loc, scale**2)`` truncated to ``[low, high]`` (bounded targets, e.g. LAI >= 0)."""
+
+    loc: np.ndarray
+    scale: np.ndarray
+    low: np.ndarray | float = 0.0
+    high: np.ndarray | float = np.inf
+    kind: ClassVar[str] = "truncated_normal"
+
+    def __post_init__(self) -> None:
+        loc, scale = _f64(self.loc), _f64(self.scale)
+        object.__setattr__(self, "loc", loc)
+        object.__setattr__(self, "scale", scale)
+        object.__setattr__(self, "low", np.broadcast_to(_f64(self.low), loc.shape))
+        object.__setattr__(self, "high", np.broadcast_to(_f64(self.high), loc.shape))
+        if not (scale > 0).all():
+            raise ValueError("scale must be strictly positive")
+        if not (self.low < self.high).all():
+            raise ValueError("low must be below high")
+
+    def __len__(self) -> int:
+        return self.loc.shape[0]
+
+    @property
+    def _dist(self):
+        a = (self.low - self.loc) / self.scale
+        b = (self.high - self.loc) / self.scale
+        return stats.truncnorm(a, b, loc=self.loc, scale=self.scale)
+
+    def point(self) -> np.ndarray:
+        return self._dist.mean()
+
+    def cdf(self, y: np.ndarray) -> np.ndarray:
+        return self._dist.cdf(y)
+
+    def ppf(self, q: float | np.ndarray) -> np.ndarray:
+        return self._dist.ppf(q)
+
+    def interval(self, level: float) -> tuple[np.ndarray, np.ndarray]:
+        a = (1.0 - level) / 2.0
+        return self.ppf(a), self.ppf(1.0 - a)
+
+
+@dataclass(frozen=True)
+class Quantiles:
+    """Predictive quantiles ``values [N, Q]`` at increasing ``levels [Q]`` in (0, 1)."""
+
+    levels: np.ndarray
+    values: np.ndarray
+    kind: ClassVar[str] = "quantiles"
+
+    def __post_init__(self) -> None:
+        lv, v = _f64(self.levels), _f64(self.values)
+        object.__setattr__(self, "levels", lv)
+        object.__setattr__(self, "values", v)
+        if v.ndim != 2 or v.shape[1] != lv.shape[0]:
+            raise ValueError(f"values must be [N, {lv.shape[0]}], got {v.shape}")
+        if not ((lv > 0) & (lv < 1)).all() or (np.diff(lv) <= 0).any():
+            raise ValueError("levels must be strictly increasing in (0, 1)")
+
+    def __len__(self) -> int:
+        return self.values.shape[0]
+
+    def point(self) -> np.ndarray:
+        """The median, interpolated between the nearest levels."""
+        return np.array([np.interp(0.5, self.levels, row) for row in self.values])
+
+
+@dataclass(frozen=True)
+class Samples:
+    """An ensemble or Monte-Carlo sample ``values [N, S]`` of the predictive distribution."""
+
+    values: np.ndarray
+    kind: ClassVar[str] = "samples"
+
+    def __post_init__(self) -> None:
+        v = _f64(self.values)
+        object.__setattr__(self, "values", v)
+        if v.ndim != 2:
+            raise ValueError(f"values must be [N, S], got {v.shape}")
+
+    def __len__(self) -> int:
+        return self.values.shape[0]
+
+    def point(self) -> np.ndarray:
+        return self.values.mean(axis=1)
+
+
+@dataclass(frozen=True)
+class Point:
+    """A deterministic prediction with no uncertainty (e.g. SNAP): scored as a point."""
+
+    values: np.ndarray
+    kind: ClassVar[str] = "point"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "values", _f64(self.values))
+
+    def __len__(self) -> int:
+        return self.values.shape[0]
+
+    def point(self) -> np.ndarray:
+        return self.values
+
+
+Prediction = Union[ClassProbs, Gaussian, TruncatedNormal, Quantiles, Samples, Point]
+REGRESSION_KINDS = ("gaussian", "truncated_normal", "quantiles", "samples", "point")
+CLASSIFICATION_KINDS = ("class_probs",)

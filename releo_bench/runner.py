@@ -1,0 +1,285 @@
+"""One benchmark run: task data -> embeddings (cached) -> probe per seed -> metrics -> results.
+
+``run(RunConfig)`` is what ``releo-bench run`` calls. It writes ``results.json`` (atomically)
+before anything is sent to MLflow, so a tracking failure never loses a computed result.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from . import __version__
+from .cache import HARNESS_VERSION, CachedEmbeddings, EmbeddingCache
+from .encoders.adapt import encode_batch, pool_time
+from .encoders.base import Encoder
+from .environment import code_version, device_name, package_versions, python_version, resolve_device
+from .errors import ReleoError, UnknownNameError, UsageError
+from .predictions import Prediction
+from .probes.base import Probe
+from .registries import ENCODERS, METRICS, PROBES, TASKS
+from .results import (CacheRecord, Environment, MetricSummary, ModelRecord, ProbeRecord,
+                      RunResult, SeedResult, TaskRecord, Timings, write_results)
+from .sampling import label_subset
+from .stats import mean_ci
+from .tasks.base import Task, TaskData
+
+DEFAULT_PROBES = {"regression": "ridge", "classification": "logistic"}
+
+
+@dataclass
+class RunConfig:
+    model: str
+    task: str
+    probe: str | None = None
+    seeds: int = 3
+    label_fraction: float = 1.0
+    device: str = "auto"
+    output: Path | None = None
+    tracking_uri: str | None = None  # None: default local store; "none": no tracking
+    use_cache: bool = True
+    cache_dir: Path | None = None
+    batch_size: int = 256
+    model_options: dict[str, Any] = field(default_factory=dict)
+    probe_params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunOutcome:
+    result: RunResult
+    output_dir: Path
+    tracking_error: str | None = None
+
+
+ProgressFactory = Callable[[str, int], Any]  # (description, total) -> context with .advance(n)
+
+
+class _NoProgress:
+    def __enter__(self) -> "_NoProgress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def advance(self, n: int) -> None:
+        return None
+
+
+def _no_progress(description: str, total: int) -> _NoProgress:
+    return _NoProgress()
+
+
+def build_encoder(name: str, device: torch.device, options: dict[str, Any]) -> Encoder:
+    factory = ENCODERS.get(name)
+    try:
+        return factory(device=device, **options)
+    except TypeError as exc:
+        raise UsageError(f"model {name!r} does not accept options {sorted(options)}: {exc}") from exc
+
+
+def build_task(name: str) -> Task:
+    return TASKS.get(name)()
+
+
+def check_names(config: RunConfig) -> None:
+    """Look up model, task and probe names first, reporting every unknown one at once."""
+    problems = []
+    for registry, name in ((ENCODERS, config.model), (TASKS, config.task), (PROBES, config.probe)):
+        if name is None:
+            continue
+        try:
+            registry.get(name)
+        except UnknownNameError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise UsageError("; ".join(problems))
+
+
+def features_for_split(data: TaskData, cached: CachedEmbeddings, time_modality: str | None
+                       ) -> np.ndarray:
+    """One feature vector per sample: pooled embeddings as they are; per-date embeddings at the
+    target date when the task has one (nearest valid date), else averaged over valid dates."""
+    feats = cached.features
+    if cached.time_mask is None:
+        return feats.reshape(len(feats), -1)
+    mask = cached.time_mask
+    if data.target_time is None or time_modality is None:
+        pooled = pool_time(feats, mask)
+        return pooled.reshape(len(pooled), -1)
+    dates = data.batch[time_modality].dates.astype("datetime64[D]").astype("int64").astype(float)
+    dates = dates[:, : mask.shape[1]]
+    target = np.asarray(data.target_time, dtype="datetime64[D]").astype("int64").astype(float)
+    gap = np.abs(dates - target[:, None])
+    gap[~mask[:, : dates.shape[1]] | np.isnan(gap)] = np.inf
+    idx = gap.argmin(axis=1)
+    picked = feats[np.arange(len(feats)), idx]
+    return picked.reshape(len(picked), -1)
+
+
+def _standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    mean = train.mean(axis=0)
+    std = train.std(axis=0)
+    std[std < 1e-12] = 1.0
+    return [(a - mean) / std for a in (train, *others)]
+
+
+def score(task: Task, y: np.ndarray, prediction: Prediction) -> dict[str, float]:
+    out = {}
+    for name in task.meta.metrics:
+        m = METRICS.get(name)
+        if m.applies_to(prediction):
+            out[name] = m(y, prediction)
+    return out
+
+
+def run(config: RunConfig, progress: ProgressFactory = _no_progress) -> RunOutcome:
+    t_start = time.perf_counter()
+    if config.seeds < 1:
+        raise UsageError(f"--seeds must be at least 1, got {config.seeds}")
+    if not 0.0 < config.label_fraction <= 1.0:
+        raise UsageError(f"--label-fraction must be in (0, 1], got {config.label_fraction}")
+    check_names(config)
+    device = resolve_device(config.device)
+    task = build_task(config.task)
+    encoder = build_encoder(config.model, device, config.model_options)
+    emeta = encoder.meta
+    kind = task.meta.target.kind
+    probe_name = config.probe or DEFAULT_PROBES[kind]
+    probe_cls = PROBES.get(probe_name)
+    if probe_cls.task_kind != kind:
+        raise UsageError(f"probe {probe_name!r} is for {probe_cls.task_kind} targets; task "
+                         f"{task.meta.name!r} predicts {kind} target {task.meta.target.name!r} "
+                         f"(try --probe {DEFAULT_PROBES[kind]})")
+    missing = [m for m in emeta.modalities if emeta.modalities[m].required
+               and m not in task.meta.modalities]
+    if missing:
+        raise UsageError(f"model {emeta.name!r} needs modalities {missing}; task "
+                         f"{task.meta.name!r} provides {list(task.meta.modalities)}")
+
+    # -- data ---------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    splits = [s for s in ("train", "val", "test") if s in task.meta.splits]
+    data = {s: task.load(s) for s in splits}
+    hashes = {s: data[s].content_hash() for s in splits}
+    data_s = time.perf_counter() - t0
+
+    # -- embeddings (cached) ------------------------------------------------------------
+    t0 = time.perf_counter()
+    cache = EmbeddingCache(config.cache_dir)
+    encoder_identity = {"name": emeta.name, "version": emeta.version,
+                        "config": encoder.config(), "weights_sha256": encoder.weights_sha256}
+    cached: dict[str, CachedEmbeddings] = {}
+    for s in splits:
+        d = data[s]
+        key = cache.make_key(encoder_identity, {"task": task.meta.name, "version": task.meta.version,
+                                                "split": s, "data_hash": hashes[s]})
+
+        def compute(start: int, stop: int, d: TaskData = d):
+            return encode_batch(encoder, d.batch.index(slice(start, stop)))
+
+        with progress(f"embedding {s} ({emeta.name})", len(d)) as bar:
+            if config.use_cache:
+                cached[s] = cache.get_or_compute(
+                    key, len(d), config.batch_size, compute, on_chunk=bar.advance,
+                    describe={"encoder": encoder_identity, "task": task.meta.name, "split": s})
+            else:
+                chunks = [compute(a, min(a + config.batch_size, len(d)))
+                          for a in range(0, len(d), config.batch_size)]
+                for c in chunks:
+                    bar.advance(len(c.features))
+                if chunks[0].time_mask is None:
+                    feats, tmask = np.concatenate([c.features.numpy() for c in chunks]), None
+                else:  # whole-split batches share T, so chunks concatenate directly
+                    feats = np.concatenate([c.features.numpy() for c in chunks])
+                    tmask = np.concatenate([c.time_mask.numpy() for c in chunks])
+                cached[s] = CachedEmbeddings(feats, tmask, key, False, 0, len(chunks))
+    embedding_s = time.perf_counter() - t0
+    time_modality = next(iter(emeta.modalities)) if emeta.output == "per_date" else None
+    X = {s: features_for_split(data[s], cached[s], time_modality) for s in splits}
+    y = {s: data[s].target for s in splits}
+
+    # -- probes and metrics, per seed ---------------------------------------------------
+    probe_s = metrics_s = 0.0
+    per_seed: list[SeedResult] = []
+    fitted: list[dict[str, Any]] = []
+    probe_params: dict[str, Any] = {}
+    for seed in range(config.seeds):
+        t0 = time.perf_counter()
+        torch.manual_seed(seed)
+        idx = label_subset(y["train"], kind, config.label_fraction, seed)
+        parts = _standardise(X["train"][idx], *(X[s] for s in splits if s != "train"))
+        xs = dict(zip(["train"] + [s for s in splits if s != "train"], parts))
+        probe: Probe = probe_cls(task.meta.target, seed=seed, device=str(device),
+                                 **config.probe_params)
+        probe.fit(xs["train"], y["train"][idx], xs.get("val"), y.get("val"))
+        prediction = probe.predict_dist(xs["test"])
+        probe_s += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        per_seed.append(SeedResult(seed=seed, n_train=len(idx),
+                                   metrics=score(task, y["test"], prediction)))
+        metrics_s += time.perf_counter() - t0
+        desc = probe.describe()
+        probe_params = desc["params"]
+        fitted.append(desc["fitted_params"])
+
+    summaries: dict[str, MetricSummary] = {}
+    for name in per_seed[0].metrics:
+        m = METRICS.get(name)
+        s = mean_ci([r.metrics[name] for r in per_seed])
+        summaries[name] = MetricSummary(mean=s.mean, ci_low=s.ci_low, ci_high=s.ci_high,
+                                        std=s.std, n=s.n, direction=m.direction, family=m.family)
+
+    run_id = uuid.uuid4().hex
+    now = dt.datetime.now(dt.timezone.utc)
+    out_dir = config.output or Path("runs") / f"{now:%Y%m%dT%H%M%SZ}-{emeta.name}-{task.meta.name}"
+    result = RunResult(
+        run_id=run_id, created=now.isoformat(timespec="seconds"),
+        model=ModelRecord(name=emeta.name, version=emeta.version,
+                          weights_sha256=encoder.weights_sha256, config=encoder.config(),
+                          embedding_shape=list(emeta.embedding_shape), output=emeta.output),
+        task=TaskRecord(name=task.meta.name, version=task.meta.version, data_hash=hashes,
+                        target=task.meta.target.name, target_kind=kind,
+                        main_score=task.meta.main_score,
+                        n_samples={s: len(data[s]) for s in splits}),
+        probe=ProbeRecord(name=probe_name, params=probe_params, fitted_params=fitted),
+        seeds=list(range(config.seeds)), label_fraction=config.label_fraction,
+        per_seed=per_seed, metrics=summaries,
+        timings=Timings(data_s=data_s, embedding_s=embedding_s, probe_s=probe_s,
+                        metrics_s=metrics_s, total_s=time.perf_counter() - t_start),
+        cache=CacheRecord(enabled=config.use_cache,
+                          hits={s: cached[s].hit for s in splits},
+                          resumed_chunks={s: cached[s].resumed_chunks for s in splits},
+                          keys={s: cached[s].key for s in splits}),
+        environment=Environment(releo_bench=__version__, python=python_version(),
+                                platform=platform.platform(), packages=package_versions(),
+                                device=str(device), device_name=device_name(device),
+                                code_version=code_version()),
+    )
+    out_dir = Path(out_dir)
+    write_results(result, out_dir / "results.json")
+
+    # -- tracking: results.json is already safe on disk -----------------------------------
+    tracking_error = None
+    from .tracking import log_run, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(config.tracking_uri)
+    if uri is not None:
+        try:
+            mlflow_run_id = log_run(result, out_dir, uri)
+            result = result.model_copy(update={"mlflow": {"tracking_uri": uri,
+                                                          "run_id": mlflow_run_id}})
+            write_results(result, out_dir / "results.json")
+        except ReleoError as exc:
+            tracking_error = str(exc)
+    return RunOutcome(result, out_dir, tracking_error)
+
+
+__all__ = ["RunConfig", "RunOutcome", "run", "HARNESS_VERSION"]

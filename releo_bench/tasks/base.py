@@ -1,0 +1,133 @@
+"""The task contract: a metadata record plus data access per split.
+
+A task owns its data, splits, target and metrics. ``load(split)`` returns a :class:`TaskData`:
+the EO batch of every sample of the split, the targets, and optional spatial groups (field,
+tile, site) used by grouped splits and grouped bootstraps.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..batch import EOBatch
+from ..errors import DataError
+from ..hashing import hash_batch, hash_arrays
+
+TargetKind = Literal["regression", "classification"]
+
+
+class TargetSpec(BaseModel):
+    """What is predicted: a bounded or unbounded quantity with a unit, or a set of classes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: TargetKind
+    name: str
+    unit: str | None = None
+    range: tuple[float, float] | None = Field(None, description="physical bounds (low, high)")
+    class_names: tuple[str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "TargetSpec":
+        if self.kind == "classification" and not self.class_names:
+            raise ValueError("a classification target needs class_names")
+        if self.kind == "regression" and self.class_names:
+            raise ValueError("a regression target has no class_names")
+        if self.range is not None and not self.range[0] < self.range[1]:
+            raise ValueError(f"range {self.range} must be (low, high) with low < high")
+        return self
+
+
+class DatasetRef(BaseModel):
+    """Where a task's data comes from, pinned so two runs can be compared."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    url: str | None = None
+    revision: str | None = None
+    sha256: str | None = None
+    licence: str
+    citation: str | None = None
+
+
+class TaskMeta(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    version: int = Field(ge=1)
+    description: str
+    dataset: DatasetRef
+    licence: str
+    splits: tuple[str, ...] = ("train", "val", "test")
+    split_design: str = Field(description="how samples are assigned to splits (grouping, seed)")
+    target: TargetSpec
+    main_score: str
+    metrics: tuple[str, ...]
+    modalities: tuple[str, ...]
+    test_only: bool = Field(False, description="a mock task for the test suite, not a benchmark")
+
+    @model_validator(mode="after")
+    def _check(self) -> "TaskMeta":
+        if self.main_score not in self.metrics:
+            raise ValueError(f"main_score {self.main_score!r} must be one of metrics {self.metrics}")
+        for needed in ("train", "test"):
+            if needed not in self.splits:
+                raise ValueError(f"a task needs a {needed!r} split, it has {self.splits}")
+        return self
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """One split of a task.
+
+    target: ``[N]`` float for regression, int class index for classification.
+    groups: ``[N]`` spatial group label per sample (field, tile, site), or None.
+    target_time: ``[N]`` datetime64 date the target refers to (per-date targets), or None.
+    """
+
+    batch: EOBatch
+    target: np.ndarray
+    groups: np.ndarray | None = None
+    target_time: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.batch)
+        if len(self.target) != n:
+            raise DataError(f"{len(self.target)} targets for {n} samples")
+        for name in ("groups", "target_time"):
+            v = getattr(self, name)
+            if v is not None and len(v) != n:
+                raise DataError(f"{len(v)} {name} for {n} samples")
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+    def content_hash(self) -> str:
+        """Content hash of inputs, targets and groups: changes whenever the data does."""
+        parts = [hash_batch(self.batch), hash_arrays(self.target)]
+        if self.groups is not None:
+            parts.append(hash_arrays(np.asarray(self.groups).astype(str)))
+        if self.target_time is not None:
+            parts.append(hash_arrays(np.asarray(self.target_time, dtype="datetime64[D]")))
+        return hash_arrays(np.frombuffer("".join(parts).encode(), dtype=np.uint8))
+
+
+class Task(ABC):
+    """Base class of every task. Subclasses set :attr:`meta` and implement :meth:`load`."""
+
+    meta: TaskMeta
+
+    @abstractmethod
+    def load(self, split: str) -> TaskData:
+        """Load one split. Raise :class:`~releo_bench.errors.UsageError` for an unknown split."""
+
+    def check_split(self, split: str) -> None:
+        if split not in self.meta.splits:
+            raise DataError(f"task {self.meta.name!r} has no split {split!r} (it has "
+                            f"{list(self.meta.splits)})")
