@@ -222,7 +222,7 @@ def validate(paths: list[Path] = typer.Argument(..., help="results.json files"))
 def main(argv: list[str] | None = None) -> int:
     """Entry point: maps releo-bench errors to exit codes 2 (usage) and 1 (internal)."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except UsageError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
@@ -234,16 +234,15 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
         return 130
-    except Exception as exc:  # click usage errors come here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except Exception as exc:
+        # command-line parsing errors (typer vendors click): they know their exit code (2)
+        if isinstance(exc, typer.TyperException) and hasattr(exc, "show"):
             exc.show(file=sys.stderr)
-            return exc.exit_code
+            return int(getattr(exc, "exit_code", 2))
         err.print_exception(show_locals=False)
         err.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc}")
         return 1
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

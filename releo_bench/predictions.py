@@ -31,6 +31,8 @@ class ClassProbs:
 
     def __post_init__(self) -> None:
         p = _f64(self.probs)
+        if p.ndim == 2 and (p >= -1e-9).all():
+            p = np.clip(p, 0.0, 1.0)  # float round-off from softmax; larger negatives are errors
         object.__setattr__(self, "probs", p)
         object.__setattr__(self, "class_names", tuple(self.class_names))
         if p.ndim != 2 or p.shape[1] != len(self.class_names):
@@ -144,8 +146,14 @@ class Quantiles:
         return self.values.shape[0]
 
     def point(self) -> np.ndarray:
-        """The median, interpolated between the nearest levels."""
-        return np.array([np.interp(0.5, self.levels, row) for row in self.values])
+        """The median, interpolated linearly between the two levels around 0.5."""
+        lv = self.levels
+        j = int(np.clip(np.searchsorted(lv, 0.5), 1, len(lv) - 1)) if len(lv) > 1 else 0
+        if len(lv) == 1 or lv[j] == 0.5:
+            return self.values[:, j].copy()
+        i = j - 1
+        w = np.clip((0.5 - lv[i]) / (lv[j] - lv[i]), 0.0, 1.0)
+        return (1 - w) * self.values[:, i] + w * self.values[:, j]
 
 
 @dataclass(frozen=True)

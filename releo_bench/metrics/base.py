@@ -27,6 +27,8 @@ class Metric:
         if prediction.kind not in self.accepts:
             raise UsageError(f"metric {self.name!r} accepts predictions of kind "
                              f"{list(self.accepts)}, got {prediction.kind!r}")
+        if np.ndim(y_true) != 1:
+            raise UsageError(f"metric {self.name!r}: y_true must be 1-D, got shape {np.shape(y_true)}")
         if len(prediction) != len(y_true):
             raise UsageError(f"metric {self.name!r}: {len(y_true)} targets for "
                              f"{len(prediction)} predictions")

@@ -1,0 +1,30 @@
+"""Common contract tests over every registered component: they grow with the registries."""
+
+import pytest
+
+from releo_bench.checks import check_encoder, check_metric, check_probe, check_task
+from releo_bench.registries import ENCODERS, METRICS, PROBES, TASKS
+
+
+@pytest.mark.parametrize("name", ENCODERS.names())
+def test_encoder_contract(name):
+    check_encoder(ENCODERS.get(name)())
+
+
+@pytest.mark.parametrize("name", TASKS.names())
+def test_task_contract(name):
+    check_task(TASKS.get(name)())
+
+
+@pytest.mark.parametrize("name", PROBES.names())
+def test_probe_contract(name):
+    check_probe(PROBES.get(name))
+
+
+@pytest.mark.parametrize("name", METRICS.names())
+def test_metric_contract(name):
+    check_metric(METRICS.get(name))
+
+
+def test_per_date_raw_encoder_contract():
+    check_encoder(ENCODERS.get("raw")(pooling="per_date"))
