@@ -173,7 +173,7 @@ def run(
     outcome = run_benchmark(rc, progress=_rich_progress())
     r = outcome.result
     table = Table(title=f"{r.model.name} on {r.task.name} ({r.probe.name} probe, "
-                        f"{len(r.seeds)} seed(s), {r.label_fraction:g} of labels)")
+                        f"{len(r.seeds)} seed(s), {r.label_fraction:.0%} of labels)")
     table.add_column("metric"), table.add_column("family"), table.add_column("better")
     table.add_column("mean", justify="right"), table.add_column("95 % CI", justify="right")
     for name, s in r.metrics.items():

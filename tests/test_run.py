@@ -191,3 +191,10 @@ def test_installed_entry_point_and_exit_codes():
     res = subprocess.run([str(exe), "run", "--model", "raw", "--task", "mock-regression", "--seeds", "x"],
                          capture_output=True, text=True)
     assert res.returncode == 2  # click's own usage errors map to 2 as well
+
+
+def test_cache_hit_is_shown_in_the_output(tmp_path, capsys):
+    for name in ("a", "b"):
+        assert _run(tmp_path, name, "--seeds", "1", "--tracking-uri", "none")[0] == 0
+    first, second = capsys.readouterr().out.split("embedding cache:")[1:]
+    assert first.startswith(" miss") and second.startswith(" hit for train, val, test")
