@@ -219,6 +219,49 @@ def validate(paths: list[Path] = typer.Argument(..., help="results.json files"))
         out.print(f"{p}: valid")
 
 
+simulate_app = typer.Typer(no_args_is_help=True, help="Run the physical models: PROSAIL tables and simulated scenes.")
+app.add_typer(simulate_app, name="simulate")
+
+
+@simulate_app.command("prosail")
+def simulate_prosail(
+    params: Path = typer.Option(..., "--params", help="CSV or Parquet: one row per parameter set, columns named like prosail.run_prosail's arguments"),
+    out_path: Path = typer.Option(..., "--out", help="CSV or Parquet output"),
+    sensor: str = typer.Option("s2a", "--sensor", help="s2a or s2b"),
+    srf: Optional[Path] = typer.Option(None, "--srf", help="official ESA spectral response CSV (default: published band centres and widths)"),
+    spectrum: bool = typer.Option(False, "--spectrum", help="also write the 400-2500 nm spectrum (columns '400'..'2500')"),
+    device: str = typer.Option("cpu", "--device", help="auto, cpu or cuda"),
+) -> None:
+    """PROSAIL (PROSPECT-D + 4SAIL) canopy reflectance of each row, as Sentinel-2 bands."""
+    from .environment import resolve_device
+    from .physics.tables import read_table, s2_response, simulate_table, validate_parameters, write_table
+
+    table = read_table(params)
+    values = validate_parameters(table, str(params))
+    response = s2_response(sensor, srf)
+    df = simulate_table(values, response, spectrum=spectrum, device=str(resolve_device(device)))
+    write_table(df, out_path)
+    out.print(f"{len(df)} parameter set(s) -> {out_path} ({len(response.bands)} bands"
+              + (", with spectrum)" if spectrum else ")"))
+
+
+@simulate_app.command("scene")
+def simulate_scene_cmd(
+    seed: int = typer.Option(..., "--seed", help="scene seed"),
+    out_dir: Path = typer.Option(..., "--out", help="output directory"),
+    size: int = typer.Option(32, "--size", help="scene size in pixels (10 m)"),
+) -> None:
+    """Simulate one S1 + S2 scene with exact truth; write GeoTIFFs + Parquet + scene.json."""
+    from .physics.scene import SceneConfig, simulate_scene, write_scene
+
+    if size < 8:
+        raise UsageError(f"--size must be at least 8 pixels, got {size}")
+    scene = simulate_scene(seed, SceneConfig(size=size))
+    files = write_scene(scene, out_dir)
+    out.print(f"scene {seed} (simulator v{scene.version}): {len(scene.s2_dates)} S2 "
+              f"dates, {len(scene.s1_dates)} S1 dates -> {len(files)} files in {out_dir}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: maps releo-bench errors to exit codes 2 (usage) and 1 (internal)."""
     try:
