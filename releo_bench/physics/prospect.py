@@ -16,7 +16,11 @@ vectorised recurrences) with the analytic derivative ``-exp(-x)/x``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
 
+import numpy as np
 import torch
 
 from .spectral_data import ABSORBERS, SpectralTables, spectral_tables, transmissivity_isotropic
@@ -24,15 +28,14 @@ from .spectral_data import ABSORBERS, SpectralTables, spectral_tables, transmiss
 EULER_GAMMA = 0.57721566490153286061
 
 # Per precision: switch point between the series and the continued fraction, number of series
-# terms, and continued-fraction depth needed from a given x upwards. Depths were chosen from the
-# truncation error measured against scipy.special.exp1 (relative error < 3e-15 in float64,
-# < 3e-8 in float32 at the table's x), plus a margin of two levels.
+# terms, and the continued-fraction depth per range of x: depth d is used from x_from up to the
+# next range. Depths were chosen from the truncation error measured against scipy.special.exp1 at
+# each range's lower end (relative error < 3e-15 in float64, < 3e-8 in float32), plus a margin
+# of two levels. Fixed ranges (rather than, say, the depth that the smallest x of a call needs)
+# make every element's value independent of the other elements of the call.
 _E1_PLAN: dict[torch.dtype, tuple[float, int, tuple[tuple[float, int], ...]]] = {
-    torch.float64: (2.5, 28, ((2.5, 39), (3.0, 33), (4.0, 27), (5.0, 23), (6.0, 20), (8.0, 17),
-                              (10.0, 14), (15.0, 11), (20.0, 10), (30.0, 8), (50.0, 7),
-                              (100.0, 6))),
-    torch.float32: (1.0, 13, ((1.0, 28), (1.5, 20), (2.0, 16), (3.0, 12), (4.0, 10), (5.0, 9),
-                              (6.0, 8), (8.0, 7), (10.0, 6), (15.0, 5), (50.0, 4))),
+    torch.float64: (2.5, 28, ((2.5, 39), (4.0, 27), (8.0, 17), (15.0, 11), (50.0, 7))),
+    torch.float32: (1.0, 13, ((1.0, 28), (2.0, 16), (4.0, 10), (10.0, 6))),
 }
 
 
@@ -41,11 +44,18 @@ def _series_coefficients(terms: int) -> list[float]:
     return [(-1.0) ** (k + 1) / (k * math.factorial(k)) for k in range(1, terms + 1)]
 
 
+@lru_cache(maxsize=64)
+def _scalars(values: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """0-d tensors of the recurrences' constants, made once (creating one costs ~5 us)."""
+    return tuple(torch.tensor(v, dtype=dtype, device=device) for v in values)
+
+
 def _e1_series(x: torch.Tensor, terms: int) -> torch.Tensor:
     coef = _series_coefficients(terms)
+    consts = _scalars(tuple(reversed(coef[:-1])), x.dtype, x.device)
     acc = torch.full_like(x, coef[-1])
-    for c in reversed(coef[:-1]):
-        acc = torch.addcmul(torch.tensor(c, dtype=x.dtype, device=x.device), acc, x)
+    for c in consts:
+        acc = torch.addcmul(c, acc, x)
     return torch.addcmul(-torch.log(x) - EULER_GAMMA, acc, x)
 
 
@@ -55,19 +65,10 @@ def _e1_continued_fraction(x: torch.Tensor, depth: int) -> torch.Tensor:
     ``g`` carries the denominator minus x so each level is one add and one fused divide.
     """
     g = torch.full_like(x, 2.0 * depth + 1.0)
-    one = torch.ones((), dtype=x.dtype, device=x.device)
-    for k in range(depth - 1, -1, -1):
-        g = torch.addcdiv(torch.tensor(2.0 * k + 1.0, dtype=x.dtype, device=x.device), one,
-                          x + g, value=-float((k + 1) ** 2))
+    one, *odd = _scalars((1.0, *(2.0 * k + 1.0 for k in range(depth - 1, -1, -1))), x.dtype, x.device)
+    for k, c in zip(range(depth - 1, -1, -1), odd):
+        g = torch.addcdiv(c, one, x + g, value=-float((k + 1) ** 2))
     return torch.exp(-x) / (x + g)
-
-
-def _cf_depth(x_min: float, plan: tuple[tuple[float, int], ...]) -> int:
-    depth = plan[0][1]
-    for start, d in plan:
-        if x_min >= start:
-            depth = d
-    return depth
 
 
 def exp1_values(x: torch.Tensor) -> torch.Tensor:
@@ -75,17 +76,23 @@ def exp1_values(x: torch.Tensor) -> torch.Tensor:
     work = x if x.dtype in (torch.float32, torch.float64) else x.to(torch.float32)
     threshold, terms, plan = _E1_PLAN[work.dtype]
     out = torch.empty_like(work)
-    small = work <= threshold
-    n_small = int(small.sum())
-    if n_small == work.numel():
-        out = _e1_series(work.clamp_min(torch.finfo(work.dtype).tiny), terms)
-    elif n_small == 0:
-        out = _e1_continued_fraction(work, _cf_depth(float(work.min()), plan))
-    else:
-        xs, xl = work[small], work[~small]
-        out[small] = _e1_series(xs.clamp_min(torch.finfo(work.dtype).tiny), terms)
-        out[~small] = _e1_continued_fraction(xl, _cf_depth(float(xl.min()), plan))
-    out = torch.where(work > 0, out, torch.where(work == 0, math.inf, math.nan))
+    ranges = [(-math.inf, threshold, 0)] + [
+        (lo, plan[i + 1][0] if i + 1 < len(plan) else math.inf, depth) for i, (lo, depth) in enumerate(plan)]
+    for lo, hi, depth in ranges:
+        sel = (work > lo) & (work <= hi) if hi < math.inf else work > lo
+        count = int(sel.sum())
+        if count == 0:
+            continue
+        part = work if count == work.numel() else work[sel]
+        if depth == 0:
+            val = _e1_series(part.clamp_min(torch.finfo(work.dtype).tiny), terms)
+        else:
+            val = _e1_continued_fraction(part, depth)
+        if count == work.numel():
+            out = val
+        else:
+            out[sel] = val
+    out = torch.where(work > 0, out, torch.where(work == 0, math.inf, math.nan))  # also nan in, nan out
     return out.to(x.dtype)
 
 
@@ -104,7 +111,7 @@ class _Exp1(torch.autograd.Function):
 def exp1(x: torch.Tensor) -> torch.Tensor:
     """Exponential integral E1(x) = int_x^inf exp(-t)/t dt for x >= 0, differentiable.
 
-    Relative accuracy about 1e-14 in float64 and 1e-7 in float32 over 1e-8..700
+    Relative accuracy about 1e-14 in float64 and 3e-7 in float32 over 1e-8..700
     (tests/test_prosail.py checks it against scipy.special.exp1).
     """
     return _Exp1.apply(x)
@@ -148,7 +155,13 @@ def leaf_optics(conc: torch.Tensor, n: torch.Tensor, alpha: torch.Tensor | float
     ``conc`` is [N, 6] in :data:`ABSORBERS` order, ``n`` is [N] (or [1]) leaf structure,
     ``alpha`` a float or an [N] / [1] tensor in degrees.
     """
-    k = (conc / n[:, None]) @ tables.k  # [N, W] absorption of one elementary layer
+    # [N, W] absorption of one elementary layer. Accumulated term by term (not as a matrix
+    # product, whose summation order may depend on W) so that any wavelength subset gives
+    # exactly the matching columns of the full spectrum.
+    c = conc / n[:, None]
+    k = c[:, :1] * tables.k[0]
+    for j in range(1, tables.k.shape[0]):
+        k = torch.addcmul(k, c[:, j:j + 1], tables.k[j])
     tau = layer_transmission(k)
 
     # surface transmissivities: per wavelength, or per sample and wavelength if alpha varies
@@ -188,7 +201,7 @@ def _pile_of_plates(r: torch.Tensor, t: torch.Tensor, m: torch.Tensor) -> tuple[
     d = torch.sqrt(((p + 2.0 * r_g) * (p - 2.0 * r_g)).clamp_min(0.0))
     a = (p + d) / (2.0 * r_g)
     b = (2.0 - p + d) / (2.0 * t_g)
-    b_m = torch.pow(b, m)
+    b_m = torch.exp(m * torch.log(b))  # b ** m; torch.pow's vector and scalar paths can differ in the last bit
     b_2m = b_m * b_m
     a2 = a * a
     inv = 1.0 / (a2 * b_2m - 1.0)
@@ -212,13 +225,58 @@ def run_prospect_d(n: torch.Tensor | float, cab: torch.Tensor | float, car: torc
     pigments in ug/cm2, cw in cm, cm in g/cm2, ``cbrown`` in arbitrary units). ``wavelengths``
     (whole nm in 400..2500) selects columns; default all 2101.
     """
-    from .prosail import _batch  # shared argument handling (avoids a circular import at load)
-
     values, size, dt, dev = _batch({"n": n, "cab": cab, "car": car, "cbrown": cbrown, "cw": cw,
                                     "cm": cm, "ant": ant, "alpha": alpha}, dtype, device)
     tables = spectral_tables(wavelengths, dtype=dt, device=dev)
     conc = torch.stack([values[a].expand(size) for a in ABSORBERS], dim=1)
     return leaf_optics(conc, values["n"].expand(size), _constant_or_batch(values["alpha"]), tables)
+
+
+def _flatten(values: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], int]:
+    """Each value as a 1-d tensor of 1 or N elements, and N.
+
+    Non-tensors go through float64 numpy, so that Python floats are not rounded to float32.
+    """
+    out: dict[str, torch.Tensor] = {}
+    size = 1
+    for name, v in values.items():
+        t = v if isinstance(v, torch.Tensor) else torch.from_numpy(np.array(v, dtype=np.float64, ndmin=1))
+        if t.dim() > 1 and t.numel() != max(t.shape):
+            raise ValueError(f"{name}: expected a scalar or a 1-d tensor, got shape {tuple(t.shape)}")
+        t = t.reshape(-1)
+        if t.numel() == 0:
+            raise ValueError(f"{name}: empty")
+        if t.numel() != 1:
+            if size not in (1, t.numel()):
+                raise ValueError(f"{name}: {t.numel()} values, but other parameters have {size}")
+            size = t.numel()
+        out[name] = t
+    return out, size
+
+
+def _resolve(flat: Mapping[str, torch.Tensor], user_tensors: set[str], dtype: torch.dtype | None,
+             device: torch.device | str | None) -> tuple[torch.dtype, torch.device]:
+    """dtype: the argument, else the promoted floating dtype of the caller's tensors, else torch's
+    default. Device: the argument, else the device of a tensor input not on the CPU, else CPU."""
+    dev = torch.device(device) if device is not None else next(
+        (t.device for t in flat.values() if t.device.type != "cpu"), torch.device("cpu"))
+    if dtype is None:
+        floats = [t.dtype for name, t in flat.items()
+                  if name in user_tensors and t.is_floating_point() and name != "typelidf"]
+        dtype = floats[0] if floats else torch.get_default_dtype()
+        for d in floats[1:]:
+            dtype = torch.promote_types(dtype, d)
+    return dtype, dev
+
+
+def _batch(values: Mapping[str, Any], dtype: torch.dtype | None,
+           device: torch.device | str | None) -> tuple[dict[str, torch.Tensor], int, torch.dtype, torch.device]:
+    """Tensors of shape [1] (scalars) or [N] on one device and dtype; N; the dtype and device."""
+    flat, size = _flatten(values)
+    dtype, dev = _resolve(flat, {k for k, v in values.items() if isinstance(v, torch.Tensor)}, dtype, device)
+    out = {name: t.to(device=dev, dtype=dtype) if name != "typelidf" else t.to(dev)
+           for name, t in flat.items()}
+    return out, size, dtype, dev
 
 
 def _constant_or_batch(alpha: torch.Tensor) -> torch.Tensor | float:

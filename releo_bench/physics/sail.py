@@ -92,17 +92,19 @@ def verhoef_lidf(a: torch.Tensor, b: torch.Tensor, iterations: int = 60) -> torc
         reach = ad.abs() + 0.5 * bd.abs()
         lo, hi = c - reach, c + reach
         x = c.clone()
+        active = torch.ones_like(x, dtype=torch.bool)
         for _ in range(iterations):
             gx, gp = g(x, ad, bd)
             lo = torch.where(gx < 0, x, lo)
             hi = torch.where(gx > 0, x, hi)
-            step = gx / gp
-            xn = x - step
-            ok = (xn > lo) & (xn < hi)
+            xn = x - gx / gp
+            ok = (xn >= lo) & (xn <= hi)  # inclusive: at convergence xn may round onto a bound
             x_new = torch.where(ok, xn, 0.5 * (lo + hi))
-            done = bool(((x_new - x).abs() <= 1e-15 * (1.0 + x.abs())).all())
-            x = x_new
-            if done:
+            # a converged element stops moving: its result does not depend on the other rows
+            settled = (x_new - x).abs() <= 1e-15 * (1.0 + x.abs())
+            x = torch.where(active, x_new, x)
+            active = active & ~settled
+            if not bool(active.any()):
                 break
     gx, gp = g(x, a, b)
     gp = torch.where(gp.abs() > 1e-12, gp, torch.ones_like(gp))
@@ -152,7 +154,8 @@ def _scattering_kernels(tts: torch.Tensor, tto: torch.Tensor, psi: torch.Tensor,
     cs, co = cttl * cts, cttl * cto
     ss, so = sttl * sts, sttl * sto
 
-    def azimuth_limit(cx: torch.Tensor, sx: torch.Tensor, upward: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def azimuth_limit(cx: torch.Tensor, sx: torch.Tensor,
+                      upward: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Azimuth beyond which leaves are seen from below, and the matching cosine factor."""
         edge = sx.abs() > 1e-6
         cosb = -cx / torch.where(edge, sx, torch.ones_like(sx))

@@ -73,8 +73,11 @@ def transmissivity_isotropic(alpha_deg: torch.Tensor | float, nr: torch.Tensor) 
     a = 0.5 * (nr + 1.0) ** 2
     k = -0.25 * n2m * n2m
     sa2 = torch.sin(torch.deg2rad(alpha)) ** 2
-    # the square root vanishes at alpha = 90 deg; clamp rounding noise below zero
-    b1 = torch.sqrt(((sa2 - 0.5 * n2p) ** 2 + k).clamp_min(0.0))
+    # the square root vanishes at alpha = 90 deg, where tav is symmetric in alpha: take its
+    # derivative there as 0 (not 0 * inf) and clamp rounding noise below zero
+    arg = (sa2 - 0.5 * n2p) ** 2 + k
+    pos = arg > 0
+    b1 = torch.where(pos, torch.sqrt(torch.where(pos, arg, 1.0)), 0.0)
     b = b1 - (sa2 - 0.5 * n2p)
     ts = (k * k / (6.0 * b ** 3) + k / b - 0.5 * b) - (k * k / (6.0 * a ** 3) + k / a - 0.5 * a)
     c = n2m * n2m
