@@ -250,13 +250,25 @@ def simulate_scene_cmd(
     seed: int = typer.Option(..., "--seed", help="scene seed"),
     out_dir: Path = typer.Option(..., "--out", help="output directory"),
     size: int = typer.Option(32, "--size", help="scene size in pixels (10 m)"),
+    cloud_masks: Optional[Path] = typer.Option(None, "--cloud-masks", help="real cloud masks (.npy, [K, H, W] or [K, H, W, 1], nonzero = cloud) to transplant onto the S2 dates"),
 ) -> None:
     """Simulate one S1 + S2 scene with exact truth; write GeoTIFFs + Parquet + scene.json."""
     from .physics.scene import SceneConfig, simulate_scene, write_scene
 
     if size < 8:
         raise UsageError(f"--size must be at least 8 pixels, got {size}")
-    scene = simulate_scene(seed, SceneConfig(size=size))
+    masks = None
+    if cloud_masks is not None:
+        import numpy as np
+
+        try:
+            masks = np.load(cloud_masks, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--cloud-masks {cloud_masks}: cannot read a .npy array ({exc})") from exc
+        if masks.ndim not in (3, 4) or (masks.ndim == 4 and masks.shape[-1] != 1):
+            raise UsageError(f"--cloud-masks {cloud_masks}: expected [K, H, W] or [K, H, W, 1], "
+                             f"got shape {masks.shape}")
+    scene = simulate_scene(seed, SceneConfig(size=size), real_cloud_masks=masks)
     files = write_scene(scene, out_dir)
     out.print(f"scene {seed} (simulator v{scene.version}): {len(scene.s2_dates)} S2 "
               f"dates, {len(scene.s1_dates)} S1 dates -> {len(files)} files in {out_dir}")

@@ -96,3 +96,20 @@ def test_cli_writes_georeferenced_scene(tmp_path):
     assert len(truth) == len(ref.s2_dates) * 256
     np.testing.assert_allclose(truth["lai"].to_numpy(), ref.truth_lai.numpy().reshape(-1), rtol=1e-6)
     assert main(["simulate", "scene", "--seed", "3", "--out", str(out), "--size", "4"]) == 2
+
+
+def test_real_cloud_masks_can_be_transplanted(shared_data, tmp_path):
+    clm = shared_data / "eolearn_testeopatch/example_data/TestEOPatch/mask/CLM.npy"
+    real = np.load(clm, allow_pickle=False)
+    s = simulate_scene(7, SMALL, real_cloud_masks=real)
+    assert s.metadata["clouds"] == "transplanted real masks"
+    frac_real = (real > 0).mean()
+    assert abs(s.s2_cloud.float().mean().item() - frac_real) < 0.15
+    # observations under the transplanted clouds are the bright cloud blend
+    assert s.s2_reflectance[:, 1][s.s2_cloud].mean() > s.s2_reflectance[:, 1][~s.s2_cloud].mean() + 0.1
+    out = tmp_path / "real"
+    assert main(["simulate", "scene", "--seed", "7", "--size", "16", "--out", str(out), "--cloud-masks", str(clm)]) == 0
+    assert json.loads((out / "scene.json").read_text())["clouds"] == "transplanted real masks"
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((3, 4)))
+    assert main(["simulate", "scene", "--seed", "7", "--size", "16", "--out", str(out), "--cloud-masks", str(bad)]) == 2

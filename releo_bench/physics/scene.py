@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .acquisition import random_cloud_masks, s1_dates, s1_speckle, s2_dates, s2_noise
+from .acquisition import random_cloud_masks, s1_dates, s1_speckle, s2_dates, s2_noise, transplant_masks
 from .phenology import DoubleLogistic, double_logistic, sample_double_logistic
 from .prosail import run_prosail
 from .srf import SpectralResponse
@@ -162,8 +162,14 @@ def _soil_moisture_series(days: np.ndarray, size: int, rng: np.random.Generator)
 # -- the simulator ------------------------------------------------------------------------
 
 def simulate_scene(seed: int, config: SceneConfig | None = None, *,
+                   real_cloud_masks: np.ndarray | None = None,
                    dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> Scene:
-    """Simulate one scene; the same ``seed`` and ``config`` give the same numbers."""
+    """Simulate one scene; the same ``seed`` and ``config`` give the same numbers.
+
+    ``real_cloud_masks`` (bool or 0/1 ``[K, H0, W0]``, or eo-learn's ``[K, H0, W0, 1]``): real
+    cloud masks transplanted onto the simulated S2 dates (random source date, crop and flip per
+    date) instead of random cloud fields, so cloud shapes and clear/cloudy statistics are real.
+    """
     cfg = config or SceneConfig()
     rng = np.random.default_rng(np.random.SeedSequence([seed, SIMULATOR_VERSION]))
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
@@ -212,7 +218,10 @@ def simulate_scene(seed: int, config: SceneConfig | None = None, *,
     tts = solar_zenith_deg(d2, cfg.latitude_deg)
     tto = rng.uniform(0.5, 10.0, t2)
     psi = rng.uniform(0.0, 180.0, t2)
-    cloud = random_cloud_masks(t2, size, size, rng, cloud_probability=cfg.cloud_probability)
+    if real_cloud_masks is not None:
+        cloud = transplant_masks(real_cloud_masks, t2, size, size, rng)
+    else:
+        cloud = random_cloud_masks(t2, size, size, rng, cloud_probability=cfg.cloud_probability)
     doy2 = _doy(d2)
     lai2 = lai_at(doy2)  # [T2, n_px]
     greenness = (lai2 - torch.as_tensor(pheno["vmin"])) / torch.as_tensor(
@@ -282,7 +291,8 @@ def simulate_scene(seed: int, config: SceneConfig | None = None, *,
         soil_moisture_s1=sm1.reshape(t1, size, size).float(),
         class_map=class_map, field_id=field_id,
         phenology={k: v.reshape(size, size) for k, v in pheno.items()} | {"sos": sos50, "eos": eos50},
-        metadata={"simulator_version": SIMULATOR_VERSION, "seed": seed, "config": asdict(cfg)},
+        metadata={"simulator_version": SIMULATOR_VERSION, "seed": seed, "config": asdict(cfg),
+                  "clouds": "transplanted real masks" if real_cloud_masks is not None else "random fields"},
     )
 
 
