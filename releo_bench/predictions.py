@@ -14,7 +14,7 @@ import numpy as np
 from scipy import stats
 
 PredictionKind = Literal["class_probs", "gaussian", "truncated_normal", "quantiles", "samples",
-                         "point"]
+                         "point", "gaussian_mixture"]
 
 
 def _f64(a: object) -> np.ndarray:
@@ -47,6 +47,9 @@ class ClassProbs:
         """Most probable class index per sample."""
         return self.probs.argmax(axis=1)
 
+    def take(self, idx: np.ndarray) -> "ClassProbs":
+        return ClassProbs(self.probs[idx], self.class_names)
+
 
 @dataclass(frozen=True)
 class Gaussian:
@@ -69,6 +72,9 @@ class Gaussian:
 
     def point(self) -> np.ndarray:
         return self.mean
+
+    def take(self, idx: np.ndarray) -> "Gaussian":
+        return Gaussian(self.mean[idx], self.std[idx])
 
     def cdf(self, y: np.ndarray) -> np.ndarray:
         return stats.norm.cdf(y, self.mean, self.std)
@@ -114,6 +120,9 @@ class TruncatedNormal:
     def point(self) -> np.ndarray:
         return self._dist.mean()
 
+    def take(self, idx: np.ndarray) -> "TruncatedNormal":
+        return TruncatedNormal(self.loc[idx], self.scale[idx], self.low[idx], self.high[idx])
+
     def cdf(self, y: np.ndarray) -> np.ndarray:
         return self._dist.cdf(y)
 
@@ -155,6 +164,9 @@ class Quantiles:
         w = np.clip((0.5 - lv[i]) / (lv[j] - lv[i]), 0.0, 1.0)
         return (1 - w) * self.values[:, i] + w * self.values[:, j]
 
+    def take(self, idx: np.ndarray) -> "Quantiles":
+        return Quantiles(self.levels, self.values[idx])
+
 
 @dataclass(frozen=True)
 class Samples:
@@ -175,6 +187,9 @@ class Samples:
     def point(self) -> np.ndarray:
         return self.values.mean(axis=1)
 
+    def take(self, idx: np.ndarray) -> "Samples":
+        return Samples(self.values[idx])
+
 
 @dataclass(frozen=True)
 class Point:
@@ -192,7 +207,70 @@ class Point:
     def point(self) -> np.ndarray:
         return self.values
 
+    def take(self, idx: np.ndarray) -> "Point":
+        return Point(self.values[idx])
 
-Prediction = Union[ClassProbs, Gaussian, TruncatedNormal, Quantiles, Samples, Point]
-REGRESSION_KINDS = ("gaussian", "truncated_normal", "quantiles", "samples", "point")
+
+@dataclass(frozen=True)
+class GaussianMixture:
+    """Mixture of ``K`` normals per sample (a deep ensemble): ``means, stds [N, K]`` with
+    mixture ``weights [K]`` (summing to 1, shared by all samples)."""
+
+    means: np.ndarray
+    stds: np.ndarray
+    weights: np.ndarray
+    kind: ClassVar[str] = "gaussian_mixture"
+
+    def __post_init__(self) -> None:
+        m, s = _f64(self.means), _f64(self.stds)
+        w = _f64(self.weights)
+        object.__setattr__(self, "means", m)
+        object.__setattr__(self, "stds", s)
+        object.__setattr__(self, "weights", w)
+        if m.ndim != 2 or m.shape != s.shape:
+            raise ValueError(f"means and stds must both be [N, K], got {m.shape} and {s.shape}")
+        if w.shape != (m.shape[1],) or (w < 0).any() or not np.isclose(w.sum(), 1.0):
+            raise ValueError(f"weights must be [{m.shape[1]}], non-negative, summing to 1")
+        if not (s > 0).all():
+            raise ValueError("stds must be strictly positive")
+
+    def __len__(self) -> int:
+        return self.means.shape[0]
+
+    def point(self) -> np.ndarray:
+        return self.means @ self.weights
+
+    def variance(self) -> np.ndarray:
+        """Law of total variance: mean of the member variances plus variance of the means."""
+        mu = self.point()
+        return (self.stds**2 + self.means**2) @ self.weights - mu**2
+
+    def take(self, idx: np.ndarray) -> "GaussianMixture":
+        return GaussianMixture(self.means[idx], self.stds[idx], self.weights)
+
+    def cdf(self, y: np.ndarray) -> np.ndarray:
+        y = _f64(y)
+        return stats.norm.cdf((y[:, None] - self.means) / self.stds) @ self.weights
+
+    def ppf(self, q: float | np.ndarray) -> np.ndarray:
+        """Quantiles by bisection on the mixture CDF (monotone), to ~1e-10 of the spread."""
+        q = np.broadcast_to(_f64(q), (len(self),))
+        lo = (self.means - 10 * self.stds).min(axis=1)
+        hi = (self.means + 10 * self.stds).max(axis=1)
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            below = self.cdf(mid) < q
+            lo = np.where(below, mid, lo)
+            hi = np.where(below, hi, mid)
+        return 0.5 * (lo + hi)
+
+    def interval(self, level: float) -> tuple[np.ndarray, np.ndarray]:
+        a = (1.0 - level) / 2.0
+        return self.ppf(a), self.ppf(1.0 - a)
+
+
+Prediction = Union[ClassProbs, Gaussian, TruncatedNormal, Quantiles, Samples, Point,
+                   GaussianMixture]
+REGRESSION_KINDS = ("gaussian", "truncated_normal", "quantiles", "samples", "point",
+                    "gaussian_mixture")
 CLASSIFICATION_KINDS = ("class_probs",)

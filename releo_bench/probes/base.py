@@ -3,17 +3,48 @@
 scikit-learn style ``fit`` / ``predict``, plus ``predict_dist`` that returns a
 :mod:`~releo_bench.predictions` distribution. ``predict`` is always the point summary of
 ``predict_dist`` so the two never disagree.
+
+Runs train one probe per seed. :meth:`Probe.fit_seeds` is the entry point the runner uses:
+by default a loop over seeds, overridden by torch probes that train every (seed,
+hyper-parameter) member at once as one batched model.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ..predictions import Prediction
 from ..tasks.base import TargetKind, TargetSpec
+
+
+@dataclass
+class SeedSplit:
+    """One seed's data: standardised (on its own training rows) features and targets."""
+
+    seed: int
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    X_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+
+
+@dataclass
+class SeedFit:
+    """One seed's outcome: the test predictive distribution and the values chosen in fit.
+
+    ``unscaled``: the prediction before a post-hoc recalibration (temperature scaling), so
+    that results report calibration both before and after it.
+    """
+
+    seed: int
+    prediction: Prediction
+    fitted_params: dict[str, Any] = field(default_factory=dict)
+    unscaled: Prediction | None = None
 
 
 class Probe(ABC):
@@ -56,6 +87,30 @@ class Probe(ABC):
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.predict_dist(X).point()
+
+    def unscaled_dist(self, X: np.ndarray) -> Prediction | None:
+        """The prediction before post-hoc recalibration, when the probe applies one."""
+        return None
+
+    @classmethod
+    def fit_seeds(cls, target: TargetSpec, splits: list[SeedSplit], *, device: str = "cpu",
+                  **params: Any) -> list[SeedFit]:
+        """Fit one probe per seed and predict its test split.
+
+        The default is a loop; batched probes override it (same results, one model).
+        """
+        fits = []
+        for sp in splits:
+            probe = cls(target, seed=sp.seed, device=device, **params)
+            probe.fit(sp.X_train, sp.y_train, sp.X_val, sp.y_val)
+            fits.append(SeedFit(sp.seed, probe.predict_dist(sp.X_test),
+                                dict(probe.fitted_params), probe.unscaled_dist(sp.X_test)))
+        return fits
+
+    @classmethod
+    def resolved_params(cls, **params: Any) -> dict[str, Any]:
+        """Defaults overlaid with ``params``: what results.json records as the probe's params."""
+        return {**cls.defaults, **params}
 
     def describe(self) -> dict[str, Any]:
         """Name, parameters and values chosen during fit: what results.json records."""
