@@ -21,7 +21,7 @@ from .encoders.adapt import encode_batch
 from .encoders.base import Encoder, EncoderMeta
 from .errors import UsageError
 from .metrics.base import Metric
-from .predictions import (ClassProbs, Gaussian, Point, Prediction, Quantiles, Samples,
+from .predictions import (CLASSIFICATION_KINDS, REGRESSION_KINDS, ClassProbs, Gaussian, GaussianMixture, Point, Prediction, Quantiles, Samples,
                           TruncatedNormal)
 from .probes.base import Probe
 from .tasks.base import Task, TargetSpec
@@ -163,8 +163,8 @@ def check_probe(probe_cls: type[Probe]) -> None:
         probe.fit(X[tr], y[tr], X[va], y[va])
         preds.append(probe.predict_dist(X[te]))
     p = preds[0]
-    allowed = ("class_probs",) if kind == "classification" else \
-        ("gaussian", "truncated_normal", "quantiles", "samples")
+    allowed = CLASSIFICATION_KINDS if kind == "classification" else \
+        tuple(k for k in REGRESSION_KINDS if k != "point")  # a probe predicts a distribution
     assert p.kind in allowed, f"probe {name!r}: predict_dist returned {p.kind!r}, expected one of {allowed}"
     assert len(p) == 80, f"probe {name!r}: {len(p)} predictions for 80 rows"
     np.testing.assert_allclose(probe.predict(X[te]), p.point(),
@@ -181,12 +181,15 @@ def check_probe(probe_cls: type[Probe]) -> None:
     assert desc["name"] == name and isinstance(desc["params"], dict)
 
 
-def _regression_pair(kind: str, rng: np.random.Generator, n: int = 400
-                     ) -> tuple[np.ndarray, Prediction, Prediction]:
-    """Targets, a calibrated prediction, and a shifted, too-wide one (worse on every count)."""
+def _regression_pair(kind: str, rng: np.random.Generator, n: int = 400,
+                     overconfident: bool = False) -> tuple[np.ndarray, Prediction, Prediction]:
+    """Targets, a calibrated prediction, and a shifted, too-wide one (worse on every count but
+    coverage, which a wide interval can reach by chance) or, with ``overconfident``, a shifted,
+    too-narrow one (for coverage metrics)."""
     mu = rng.normal(5.0, 2.0, n)
     y = mu + rng.standard_normal(n)
-    good_m, good_s, bad_m, bad_s = mu, np.ones(n), mu + 2.0, 3.0 * np.ones(n)
+    bad_scale = 0.3 if overconfident else 3.0
+    good_m, good_s, bad_m, bad_s = mu, np.ones(n), mu + 2.0, bad_scale * np.ones(n)
 
     def make(m: np.ndarray, s: np.ndarray) -> Prediction:
         if kind == "gaussian":
@@ -199,6 +202,11 @@ def _regression_pair(kind: str, rng: np.random.Generator, n: int = 400
             return Quantiles(levels, m[:, None] + s[:, None] * stats.norm.ppf(levels)[None])
         if kind == "samples":
             return Samples(m[:, None] + s[:, None] * rng.standard_normal((n, 200)))
+        if kind == "gaussian_mixture":  # three members whose mixture has mean m and std s
+            offsets = np.array([-0.5, 0.0, 0.5])
+            return GaussianMixture(m[:, None] + s[:, None] * offsets,
+                                   np.repeat((s * np.sqrt(5.0 / 6.0))[:, None], 3, axis=1),
+                                   np.full(3, 1.0 / 3.0))
         return Point(m)
 
     return y, make(good_m, good_s), make(bad_m, bad_s)
@@ -208,7 +216,7 @@ def check_metric(metric: Metric) -> None:
     """A finite number for every accepted prediction kind, that prefers a calibrated, accurate
     prediction to a biased, miscalibrated one, and a refusal of the other kinds."""
     name = metric.name
-    assert metric.direction in ("higher", "lower", "zero"), f"metric {name!r}: bad direction"
+    assert metric.direction in ("higher", "lower", "zero", "target"), f"metric {name!r}: bad direction"
     assert metric.accepts, f"metric {name!r}: accepts no prediction kind"
     rng = np.random.default_rng(0)
     for kind in metric.accepts:
@@ -221,12 +229,20 @@ def check_metric(metric: Metric) -> None:
             bad: Prediction = ClassProbs(np.roll(probs, 1, axis=1) ** 3 / (np.roll(probs, 1, axis=1) ** 3).sum(1, keepdims=True),
                                          ("a", "b", "c"))
         else:
-            y, good, bad = _regression_pair(kind, rng)
+            y, good, bad = _regression_pair(kind, rng, overconfident=metric.direction == "target")
         g, b = metric(y, good), metric(y, bad)
         assert np.isfinite(g) and np.isfinite(b), f"metric {name!r} on {kind!r}: not finite ({g}, {b})"
-        better = {"higher": g > b, "lower": g < b, "zero": abs(g) < abs(b)}[metric.direction]
+        ideal = metric.ideal if metric.ideal is not None else 0.0
+        better = {"higher": g > b, "lower": g < b, "zero": abs(g) < abs(b),
+                  "target": abs(g - ideal) < abs(b - ideal)}[metric.direction]
         assert better, (f"metric {name!r} ({metric.direction} is better) on {kind!r}: scores a "
                         f"calibrated prediction {g:.4g} and a biased one {b:.4g}")
+        if metric.decomposable:  # the fast bootstrap path must agree with the metric itself
+            for pred, value in ((good, g), (bad, b)):
+                via_mean = float(metric.from_mean(metric.per_sample(y, pred).mean(axis=0)))
+                assert np.isclose(via_mean, value, rtol=1e-9, atol=1e-12), (
+                    f"metric {name!r} on {kind!r}: finalize(mean(pointwise)) = {via_mean!r} "
+                    f"but the metric is {value!r}")
     other: Prediction = Point(np.zeros(3)) if metric.task_kind == "classification" else \
         ClassProbs(np.full((3, 2), 0.5), ("a", "b"))
     if other.kind not in metric.accepts:

@@ -128,11 +128,28 @@ def _load_config(path: Path | None) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise UsageError(f"--config {path}: cannot read YAML ({exc})") from exc
-    allowed = {"model", "task", "probe", "seeds", "label_fraction", "device", "model_options",
-               "probe_params", "batch_size"}
+    allowed = {"model", "task", "probe", "seeds", "label_fraction", "device", "model_options", "task_options",
+               "probe_params", "batch_size", "n_boot", "plots", "probe_config"}
     unknown = set(data) - allowed
     if unknown:
         raise UsageError(f"--config {path}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+    return data
+
+
+def _load_probe_preset(path: Path) -> dict[str, Any]:
+    """A probe preset: ``probe: NAME`` and ``params: {...}`` (see configs/probes/)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"--probe-config {path}: cannot read YAML ({exc})") from exc
+    unknown = set(data) - {"probe", "params", "description"}
+    if unknown or "probe" not in data:
+        raise UsageError(f"--probe-config {path}: expected keys 'probe' and 'params' (and "
+                         f"'description'), got {sorted(data)}")
+    if not isinstance(data.get("params", {}), dict):
+        raise UsageError(f"--probe-config {path}: 'params' must be a mapping")
     return data
 
 
@@ -149,13 +166,27 @@ def run(
     no_cache: bool = typer.Option(False, "--no-cache", help="recompute embeddings, ignore and bypass the cache"),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="embedding cache [default: $RELEO_CACHE_DIR or the user cache]"),
     model_option: Optional[list[str]] = typer.Option(None, "--model-option", help="encoder option key=value (repeatable)"),
+    task_option: Optional[list[str]] = typer.Option(None, "--task-option", help="task option key=value (repeatable), e.g. for --task custom"),
+    data: Optional[Path] = typer.Option(None, "--data", help="data for --task custom: a GeoTIFF stack / folder + labels, or a point table"),
+    target: Optional[str] = typer.Option(None, "--target", help="target column for --task custom"),
     probe_param: Optional[list[str]] = typer.Option(None, "--probe-param", help="probe parameter key=value (repeatable)"),
+    probe_config: Optional[Path] = typer.Option(None, "--probe-config", help="probe preset YAML (configs/probes/): probe name and params"),
+    n_boot: Optional[int] = typer.Option(None, "--n-boot", help="bootstrap replicates over test samples; 0 disables [default: 1000]"),
+    no_plots: bool = typer.Option(False, "--no-plots", help="do not draw the PNG diagnostics"),
     config: Optional[Path] = typer.Option(None, "--config", help="run config YAML (see configs/); flags override it"),
 ) -> None:
     """Run one model on one task: embeddings, probe per seed, metrics, results.json, MLflow."""
     from .runner import RunConfig, run as run_benchmark
 
     cfg = _load_config(config)
+    preset_path = probe_config or (Path(cfg["probe_config"]) if cfg.get("probe_config") else None)
+    preset = _load_probe_preset(preset_path) if preset_path else {}
+    if preset:
+        if probe and probe != preset["probe"]:
+            raise UsageError(f"--probe {probe} but --probe-config {preset_path} is for probe "
+                             f"{preset['probe']!r}")
+        cfg = {**cfg, "probe": cfg.get("probe") or preset["probe"],
+               "probe_params": {**preset.get("params", {}), **cfg.get("probe_params", {})}}
     model = model or cfg.get("model")
     task = task or cfg.get("task")
     if not model or not task:
@@ -168,18 +199,28 @@ def run(
         use_cache=not no_cache, cache_dir=cache_dir,
         batch_size=int(cfg.get("batch_size", 256)),
         model_options={**cfg.get("model_options", {}), **_parse_options(model_option, "--model-option")},
+        task_options={**cfg.get("task_options", {}), **_parse_options(task_option, "--task-option"),
+                      **({"data": str(data)} if data is not None else {}),
+                      **({"target": target} if target is not None else {})},
         probe_params={**cfg.get("probe_params", {}), **_parse_options(probe_param, "--probe-param")},
+        n_boot=n_boot if n_boot is not None else int(cfg.get("n_boot", 1000)),
+        plots=not no_plots and bool(cfg.get("plots", True)),
     )
     outcome = run_benchmark(rc, progress=_rich_progress())
     r = outcome.result
     table = Table(title=f"{r.model.name} on {r.task.name} ({r.probe.name} probe, "
                         f"{len(r.seeds)} seed(s), {r.label_fraction:.0%} of labels)")
     table.add_column("metric"), table.add_column("family"), table.add_column("better")
-    table.add_column("mean", justify="right"), table.add_column("95 % CI", justify="right")
+    table.add_column("mean", justify="right"), table.add_column("95 % CI seeds", justify="right")
+    table.add_column("95 % CI test samples", justify="right")
     for name, s in r.metrics.items():
         mark = " *" if name == r.task.main_score else ""
-        table.add_row(name + mark, s.family, s.direction, f"{s.mean:.4f}",
-                      f"[{s.ci_low:.4f}, {s.ci_high:.4f}]")
+        better = f"{s.direction} ({s.ideal:g})" if s.direction == "target" else s.direction
+        sample_ci = ("" if s.sample_ci_low is None or s.sample_ci_high is None else
+                     f"[{s.sample_ci_low:.4f}, {s.sample_ci_high:.4f}]"
+                     + (" grouped" if s.sample_ci_grouped else ""))
+        table.add_row(name + mark, s.family, better, f"{s.mean:.4f}",
+                      f"[{s.ci_low:.4f}, {s.ci_high:.4f}]", sample_ci)
     out.print(table)
     hits = [s for s, h in r.cache.hits.items() if h]
     cache_msg = ("disabled" if not r.cache.enabled else

@@ -8,10 +8,11 @@ CPU with reference libraries (scikit-learn, properscoring, torchmetrics).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import ClassVar, Literal, Union
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 PredictionKind = Literal["class_probs", "gaussian", "truncated_normal", "quantiles", "samples",
                          "point", "gaussian_mixture"]
@@ -19,6 +20,42 @@ PredictionKind = Literal["class_probs", "gaussian", "truncated_normal", "quantil
 
 def _f64(a: object) -> np.ndarray:
     return np.asarray(a, dtype=np.float64)
+
+
+_LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
+
+
+def log_norm_pdf(z: np.ndarray) -> np.ndarray:
+    """``log φ(z)`` of the standard normal."""
+    return -0.5 * z * z - _LOG_SQRT_2PI
+
+
+def log_ndtr_diff(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``log(Φ(hi) - Φ(lo))`` for ``lo <= hi``, accurate in both tails.
+
+    Intervals lying mostly above 0 are mirrored below it (``Φ(hi) - Φ(lo) = Φ(-lo) - Φ(-hi)``):
+    upper-tail CDF differences cancel catastrophically, lower-tail ones are differences of
+    small, accurately represented numbers. ``lo == hi`` gives ``-inf``.
+    """
+    with np.errstate(invalid="ignore"):
+        flip = (lo + hi) > 0  # NaN (both bounds infinite) compares False: nothing to mirror
+    lo, hi = np.where(flip, -hi, lo), np.where(flip, -lo, hi)
+    log_hi, log_lo = special.log_ndtr(hi), special.log_ndtr(lo)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return log_hi + np.log1p(-np.exp(log_lo - log_hi))
+
+
+def _per_sample(q: float | np.ndarray, n: int) -> np.ndarray:
+    """A probability level (scalar or ``[N]``) broadcast to ``[N]``."""
+    return np.broadcast_to(_f64(q), (n,))
+
+
+def _central(level: float) -> tuple[float, float]:
+    """Lower and upper probability of the central ``level`` interval."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"interval level must be in (0, 1), got {level}")
+    tail = (1.0 - level) / 2.0
+    return tail, 1.0 - tail
 
 
 @dataclass(frozen=True)
@@ -77,14 +114,14 @@ class Gaussian:
         return Gaussian(self.mean[idx], self.std[idx])
 
     def cdf(self, y: np.ndarray) -> np.ndarray:
-        return stats.norm.cdf(y, self.mean, self.std)
+        return special.ndtr((_f64(y) - self.mean) / self.std)
 
     def ppf(self, q: float | np.ndarray) -> np.ndarray:
-        return stats.norm.ppf(q, self.mean, self.std)
+        return self.mean + self.std * special.ndtri(q)
 
     def interval(self, level: float) -> tuple[np.ndarray, np.ndarray]:
-        a = (1.0 - level) / 2.0
-        return self.ppf(a), self.ppf(1.0 - a)
+        lo, hi = _central(level)
+        return self.ppf(lo), self.ppf(hi)
 
 
 @dataclass(frozen=True)
@@ -111,32 +148,68 @@ class TruncatedNormal:
     def __len__(self) -> int:
         return self.loc.shape[0]
 
-    @property
-    def _dist(self):
-        a = (self.low - self.loc) / self.scale
-        b = (self.high - self.loc) / self.scale
-        return stats.truncnorm(a, b, loc=self.loc, scale=self.scale)
+    def _standard_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return (self.low - self.loc) / self.scale, (self.high - self.loc) / self.scale
 
     def point(self) -> np.ndarray:
-        return self._dist.mean()
+        """The mean ``loc + scale (φ(a) - φ(b)) / Z``, evaluated in log space.
+
+        Supports lying mostly above the mode are mirrored below it (the mean flips sign), so
+        that far-tail truncations (``a`` = 30) keep full precision.
+        """
+        a, b = self._standard_bounds()
+        with np.errstate(invalid="ignore"):
+            flip = (a + b) > 0
+        lo, hi = np.where(flip, -b, a), np.where(flip, -a, b)
+        log_mass = log_ndtr_diff(lo, hi)
+        shift = np.exp(log_norm_pdf(lo) - log_mass) - np.exp(log_norm_pdf(hi) - log_mass)
+        return self.loc + self.scale * np.where(flip, -shift, shift)
 
     def take(self, idx: np.ndarray) -> "TruncatedNormal":
         return TruncatedNormal(self.loc[idx], self.scale[idx], self.low[idx], self.high[idx])
 
     def cdf(self, y: np.ndarray) -> np.ndarray:
-        return self._dist.cdf(y)
+        """``(Φ(z) - Φ(a)) / (Φ(b) - Φ(a))`` as a ratio of log CDF differences (both tails)."""
+        a, b = self._standard_bounds()
+        z = np.clip((_f64(y) - self.loc) / self.scale, a, b)
+        with np.errstate(invalid="ignore"):
+            inside = np.exp(log_ndtr_diff(a, z) - log_ndtr_diff(a, b))
+        return np.where(z <= a, 0.0, np.where(z >= b, 1.0, np.clip(inside, 0.0, 1.0)))
 
     def ppf(self, q: float | np.ndarray) -> np.ndarray:
-        return self._dist.ppf(q)
+        """``Φ⁻¹(Φ(a) (1 - q) + Φ(b) q)``, evaluated as a log-sum with ``ndtri_exp``.
+
+        Mostly-upper supports use the mirror ``ppf(q; a, b) = -ppf(1 - q; -b, -a)`` so the
+        two terms are lower-tail probabilities; ``log q`` and ``log(1 - q)`` are both taken
+        from ``q`` directly (``log1p``) so that neither loses precision.
+        """
+        a, b = self._standard_bounds()
+        q = _per_sample(q, len(self))
+        with np.errstate(invalid="ignore"):
+            flip = (a + b) > 0
+        lo, hi = np.where(flip, -b, a), np.where(flip, -a, b)
+        with np.errstate(divide="ignore"):
+            log_q, log_1mq = np.log(q), np.log1p(-q)
+        log_lo_w, log_hi_w = np.where(flip, log_q, log_1mq), np.where(flip, log_1mq, log_q)
+        log_p = np.logaddexp(log_lo_w + special.log_ndtr(lo), log_hi_w + special.log_ndtr(hi))
+        z = np.clip(special.ndtri_exp(log_p), lo, hi)
+        return self.loc + self.scale * np.where(flip, -z, z)
 
     def interval(self, level: float) -> tuple[np.ndarray, np.ndarray]:
-        a = (1.0 - level) / 2.0
-        return self.ppf(a), self.ppf(1.0 - a)
+        lo, hi = _central(level)
+        return self.ppf(lo), self.ppf(hi)
 
 
 @dataclass(frozen=True)
 class Quantiles:
-    """Predictive quantiles ``values [N, Q]`` at increasing ``levels [Q]`` in (0, 1)."""
+    """Predictive quantiles ``values [N, Q]`` at increasing ``levels [Q]`` in (0, 1).
+
+    The distribution they stand for has a piecewise-linear quantile function through the
+    (sorted, so crossing quantiles cannot invert intervals) values. Outside the outermost
+    levels nothing is known: ``ppf`` clips ``q`` to ``[levels[0], levels[-1]]`` (flat
+    extrapolation), i.e. each uncovered tail is an atom at the outermost value. Intervals
+    needing uncovered levels are therefore too narrow; metrics refuse them instead.
+    """
 
     levels: np.ndarray
     values: np.ndarray
@@ -167,6 +240,49 @@ class Quantiles:
     def take(self, idx: np.ndarray) -> "Quantiles":
         return Quantiles(self.levels, self.values[idx])
 
+    @cached_property
+    def sorted_values(self) -> np.ndarray:
+        """``values`` sorted per sample (computed once)."""
+        return np.sort(self.values, axis=1)
+
+    def covers(self, level: float) -> bool:
+        """Whether the central ``level`` interval lies within the predicted levels."""
+        lo, hi = _central(level)
+        return bool(lo >= self.levels[0] - 1e-12 and hi <= self.levels[-1] + 1e-12)
+
+    def cdf(self, y: np.ndarray) -> np.ndarray:
+        """Piecewise-linear CDF between the quantiles; 0 below the lowest value, ``levels[0]``
+        at it (the lower-tail atom), 1 at and above the highest value."""
+        y, values, levels = _f64(y), self.sorted_values, self.levels
+        n_q = len(levels)
+        k = (values <= y[:, None]).sum(axis=1)  # number of quantiles at or below y
+        if n_q == 1:
+            return np.where(k > 0, 1.0, 0.0)
+        inner = np.clip(k, 1, n_q - 1)
+        rows = np.arange(len(y))
+        v_lo, v_hi = values[rows, inner - 1], values[rows, inner]
+        width = v_hi - v_lo
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.clip(np.where(width > 0, (y - v_lo) / width, 0.0), 0.0, 1.0)
+        inside = levels[inner - 1] + t * (levels[inner] - levels[inner - 1])
+        return np.where(k == 0, 0.0, np.where(k == n_q, 1.0, inside))
+
+    def ppf(self, q: float | np.ndarray) -> np.ndarray:
+        """Linear interpolation between levels; ``q`` outside them is clipped (see class)."""
+        levels, values = self.levels, self.sorted_values
+        if len(levels) == 1:
+            return values[:, 0].copy()
+        q = np.clip(_per_sample(q, len(self)), levels[0], levels[-1])
+        right = np.clip(np.searchsorted(levels, q, side="right"), 1, len(levels) - 1)
+        left = right - 1
+        w = (q - levels[left]) / (levels[right] - levels[left])
+        rows = np.arange(len(self))
+        return values[rows, left] * (1.0 - w) + values[rows, right] * w
+
+    def interval(self, level: float) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = _central(level)
+        return self.ppf(lo), self.ppf(hi)
+
 
 @dataclass(frozen=True)
 class Samples:
@@ -189,6 +305,29 @@ class Samples:
 
     def take(self, idx: np.ndarray) -> "Samples":
         return Samples(self.values[idx])
+
+    @cached_property
+    def sorted_values(self) -> np.ndarray:
+        """``values`` sorted per sample (computed once: CRPS, PIT and intervals share it)."""
+        return np.sort(self.values, axis=1)
+
+    def cdf(self, y: np.ndarray) -> np.ndarray:
+        """Empirical CDF: share of members at or below ``y`` (right-continuous)."""
+        return (self.values <= _f64(y)[:, None]).mean(axis=1)
+
+    def ppf(self, q: float | np.ndarray) -> np.ndarray:
+        """Empirical quantile, linear between order statistics (numpy's default method)."""
+        values = self.sorted_values
+        position = np.clip(_per_sample(q, len(self)), 0.0, 1.0) * (values.shape[1] - 1)
+        left = np.minimum(np.floor(position).astype(np.int64), values.shape[1] - 1)
+        right = np.minimum(left + 1, values.shape[1] - 1)
+        w = position - left
+        rows = np.arange(len(self))
+        return values[rows, left] * (1.0 - w) + values[rows, right] * w
+
+    def interval(self, level: float) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = _central(level)
+        return self.ppf(lo), self.ppf(hi)
 
 
 @dataclass(frozen=True)
@@ -249,24 +388,66 @@ class GaussianMixture:
         return GaussianMixture(self.means[idx], self.stds[idx], self.weights)
 
     def cdf(self, y: np.ndarray) -> np.ndarray:
-        y = _f64(y)
-        return stats.norm.cdf((y[:, None] - self.means) / self.stds) @ self.weights
+        return special.ndtr((_f64(y)[:, None] - self.means) / self.stds) @ self.weights
 
-    def ppf(self, q: float | np.ndarray) -> np.ndarray:
-        """Quantiles by bisection on the mixture CDF (monotone), to ~1e-10 of the spread."""
-        q = np.broadcast_to(_f64(q), (len(self),))
-        lo = (self.means - 10 * self.stds).min(axis=1)
-        hi = (self.means + 10 * self.stds).max(axis=1)
-        for _ in range(60):
-            mid = 0.5 * (lo + hi)
-            below = self.cdf(mid) < q
-            lo = np.where(below, mid, lo)
-            hi = np.where(below, hi, mid)
-        return 0.5 * (lo + hi)
+    def pdf(self, y: np.ndarray) -> np.ndarray:
+        z = (_f64(y)[:, None] - self.means) / self.stds
+        return (np.exp(log_norm_pdf(z)) / self.stds) @ self.weights
+
+    def ppf(self, q: float | np.ndarray, tol: float = 1e-12) -> np.ndarray:
+        """Quantiles by safeguarded Halley iteration on the (monotone) mixture CDF.
+
+        Starts from the moment-matched normal's quantile, which is close for the usual
+        unimodal ensembles (3 steps to machine precision). The root is bracketed by the
+        smallest and largest component quantile (the mixture CDF is a weighted mean of the
+        component CDFs); a step leaving the bracket or not halving is replaced by bisection,
+        so multimodal mixtures converge too. A sample stops once its step or bracket is below
+        ``tol`` times its scale.
+        """
+        q = _per_sample(q, len(self))
+        out = np.where(q <= 0.0, -np.inf, np.where(q >= 1.0, np.inf, np.nan))
+        todo = np.flatnonzero((q > 0.0) & (q < 1.0))
+        means, stds, qs, w = self.means[todo], self.stds[todo], q[todo], self.weights
+        z_q = special.ndtri(qs)
+        component = means + stds * z_q[:, None]
+        lo, hi = component.min(axis=1), component.max(axis=1)
+        center = means @ w
+        spread = np.sqrt(np.maximum((stds**2 + means**2) @ w - center**2, 0.0))
+        x = np.clip(center + spread * z_q, lo, hi)
+        step_tol = tol * (1.0 + np.abs(x) + stds.max(axis=1))
+        last_move = hi - lo
+        for _ in range(200):
+            if not len(todo):
+                break
+            f, dens, slope = _mixture_cdf_derivatives(x, means, stds, w)
+            f -= qs
+            lo, hi = np.where(f < 0, x, lo), np.where(f > 0, x, hi)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                step = 2.0 * f * dens / (2.0 * dens * dens - f * slope)
+            halley = x - step
+            ok = (halley > lo) & (halley < hi) & (2.0 * np.abs(step) <= last_move)
+            done = (np.abs(step) <= step_tol) | (hi - lo <= step_tol) | (f == 0)
+            new = np.where(ok, halley, np.where(done, x, 0.5 * (lo + hi)))
+            last_move, x = np.abs(new - x), new
+            out[todo[done]] = x[done]
+            keep = ~done
+            todo, x, lo, hi, qs = todo[keep], x[keep], lo[keep], hi[keep], qs[keep]
+            means, stds, step_tol = means[keep], stds[keep], step_tol[keep]
+            last_move = last_move[keep]
+        out[todo] = x
+        return out
 
     def interval(self, level: float) -> tuple[np.ndarray, np.ndarray]:
-        a = (1.0 - level) / 2.0
-        return self.ppf(a), self.ppf(1.0 - a)
+        lo, hi = _central(level)
+        return self.ppf(lo), self.ppf(hi)
+
+
+def _mixture_cdf_derivatives(x: np.ndarray, means: np.ndarray, stds: np.ndarray,
+                             weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mixture CDF, density and density slope at ``x [N]`` for components ``[N, K]``."""
+    z = (x[:, None] - means) / stds
+    dens = np.exp(log_norm_pdf(z)) / stds
+    return special.ndtr(z) @ weights, dens @ weights, -(dens * z / stds) @ weights
 
 
 Prediction = Union[ClassProbs, Gaussian, TruncatedNormal, Quantiles, Samples, Point,

@@ -25,6 +25,13 @@ def _builtin_tasks() -> None:
                         summary="[test only] tiny generated pixel series, NDVI-like target")
     TASKS.register_lazy("mock-classification", "releo_bench.tasks.mock:MockClassification",
                         summary="[test only] tiny generated pixel series, 3 classes")
+    TASKS.register_lazy("eurosat-ms", "releo_bench.tasks.eurosat:EuroSATMS",
+                        summary="EuroSAT 13-band L1C patches (200-file sample), 10 land-cover classes")
+    TASKS.register_lazy("worldcereal-croptype",
+                        "releo_bench.tasks.worldcereal:WorldCerealCropType",
+                        summary="WorldCereal points, monthly S2 + S1 2017, 4 crop-type classes")
+    TASKS.register_lazy("eolearn-lulc", "releo_bench.tasks.eolearn_lulc:EOLearnLULC",
+                        summary="eo-learn TestEOPatch pixels, 68-date cloud-masked NDVI, 4 LULC classes")
 
 
 def _builtin_probes() -> None:
@@ -32,13 +39,24 @@ def _builtin_probes() -> None:
                          summary="ridge regression with a closed-form Gaussian predictive")
     PROBES.register_lazy("logistic", "releo_bench.probes.logistic:LogisticProbe",
                          summary="multinomial L2 logistic regression, C chosen on validation")
+    PROBES.register_lazy("mlp_gaussian", "releo_bench.probes.mlp_gaussian:MLPGaussian",
+                         summary="MLP with mean and variance heads (beta-NLL), batched over seeds")
+    PROBES.register_lazy("quantile_mlp", "releo_bench.probes.quantile_mlp:QuantileMLP",
+                         summary="MLP quantile regression (pinball loss, non-crossing), batched")
+    PROBES.register_lazy("deep_ensemble", "releo_bench.probes.deep_ensemble:DeepEnsemble",
+                         summary="deep ensemble of Gaussian MLPs -> Gaussian mixture, batched")
+    PROBES.register_lazy("mlp_classifier", "releo_bench.probes.mlp_classifier:MLPClassifier",
+                         summary="MLP classifier, optional temperature scaling, batched")
+    PROBES.register_lazy("knn", "releo_bench.probes.knn:KNNProbe",
+                         summary="k-nearest-neighbour classifier, Laplace-smoothed probabilities")
 
 
 def _builtin_metrics() -> None:
     # metric modules register their metrics on import (decorator); import them all here
     import importlib
 
-    for module in ("releo_bench.metrics.regression", "releo_bench.metrics.classification"):
+    for module in ("releo_bench.metrics.regression", "releo_bench.metrics.classification",
+                   "releo_bench.metrics.segmentation"):
         importlib.import_module(module)
 
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 
 class _Strict(BaseModel):
@@ -48,12 +48,19 @@ class ProbeRecord(_Strict):
 
 
 class MetricSummary(_Strict):
-    mean: float
-    ci_low: float = Field(description="lower bound of the 95 % confidence interval over seeds")
+    mean: float = Field(description="mean over seeds")
+    ci_low: float = Field(description="lower bound of the 95 % Student-t interval of the mean over seeds")
     ci_high: float
-    std: float
-    n: int
-    direction: Literal["higher", "lower", "zero"]
+    std: float = Field(description="sample standard deviation over seeds")
+    n: int = Field(description="number of seeds")
+    seed_boot_low: float | None = Field(None, description="95 % percentile-bootstrap interval over seeds (narrow with few seeds)")
+    seed_boot_high: float | None = None
+    sample_ci_low: float | None = Field(None, description="95 % bootstrap interval of the seed mean over test samples (or test groups)")
+    sample_ci_high: float | None = None
+    sample_ci_grouped: bool = Field(False, description="True when the test bootstrap resampled whole spatial groups")
+    n_boot: int = Field(0, description="valid bootstrap replicates behind sample_ci_*")
+    direction: Literal["higher", "lower", "zero", "target"]
+    ideal: float | None = Field(None, description="best value for direction 'zero' or 'target'")
     family: Literal["accuracy", "calibration", "proper_score"]
 
 
@@ -61,6 +68,7 @@ class SeedResult(_Strict):
     seed: int
     n_train: int = Field(description="training samples after the label fraction")
     metrics: dict[str, float]
+    unscaled_metrics: dict[str, float] = Field(default_factory=dict, description="calibration and proper scores before post-hoc recalibration (temperature scaling), when the probe applies one")
 
 
 class Timings(_Strict):
@@ -89,7 +97,7 @@ class Environment(_Strict):
 
 
 class RunResult(_Strict):
-    schema_version: Literal["1.0"] = SCHEMA_VERSION
+    schema_version: Literal["1.0", "1.1"] = Field(SCHEMA_VERSION, description="1.1 adds bootstrap intervals, unscaled metrics, diagnostics and plots (all optional, so 1.0 files still read)")
     run_id: str
     created: str = Field(description="ISO 8601 UTC time the run finished")
     model: ModelRecord
@@ -99,6 +107,9 @@ class RunResult(_Strict):
     label_fraction: float = Field(gt=0, le=1)
     per_seed: list[SeedResult]
     metrics: dict[str, MetricSummary]
+    unscaled_metrics: dict[str, MetricSummary] = Field(default_factory=dict, description="as metrics, before post-hoc recalibration")
+    diagnostics: dict[str, Any] = Field(default_factory=dict, description="reliability bins, PIT histogram, coverage curve, per-class F1 (of the first seed's prediction)")
+    plots: list[str] = Field(default_factory=list, description="PNG files next to results.json (also MLflow artifacts under plots/)")
     timings: Timings
     cache: CacheRecord
     environment: Environment

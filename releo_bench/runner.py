@@ -24,7 +24,9 @@ from .encoders.base import Encoder
 from .environment import code_version, device_name, package_versions, python_version, resolve_device
 from .errors import ReleoError, UnknownNameError, UsageError
 from .predictions import Prediction
-from .probes.base import Probe
+from .bootstrap import bootstrap_over_samples, bootstrap_over_seeds
+from .metrics.diagnostics import diagnostics_for
+from .probes.base import SeedSplit
 from .registries import ENCODERS, METRICS, PROBES, TASKS
 from .results import (CacheRecord, Environment, MetricSummary, ModelRecord, ProbeRecord,
                       RunResult, SeedResult, TaskRecord, Timings, write_results)
@@ -49,7 +51,10 @@ class RunConfig:
     cache_dir: Path | None = None
     batch_size: int = 256
     model_options: dict[str, Any] = field(default_factory=dict)
+    task_options: dict[str, Any] = field(default_factory=dict)
     probe_params: dict[str, Any] = field(default_factory=dict)
+    n_boot: int = 1000  # bootstrap replicates over test samples; 0 disables sample intervals
+    plots: bool = True
 
 
 @dataclass
@@ -85,8 +90,16 @@ def build_encoder(name: str, device: torch.device, options: dict[str, Any]) -> E
         raise UsageError(f"model {name!r} does not accept options {sorted(options)}: {exc}") from exc
 
 
-def build_task(name: str) -> Task:
-    return TASKS.get(name)()
+def build_task(name: str, options: dict[str, Any] | None = None) -> Task:
+    """The registered task ``name``; ``options`` go to its constructor (e.g. the custom
+    task's data path and target column)."""
+    factory = TASKS.get(name)
+    if not options:
+        return factory()
+    try:
+        return factory(**options)
+    except TypeError as exc:
+        raise UsageError(f"task {name!r} does not accept options {sorted(options)}: {exc}") from exc
 
 
 def check_names(config: RunConfig) -> None:
@@ -131,13 +144,70 @@ def _standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     return [(a - mean) / std for a in (train, *others)]
 
 
-def score(task: Task, y: np.ndarray, prediction: Prediction) -> dict[str, float]:
+def score(task: Task, y: np.ndarray, prediction: Prediction, *,
+          recalibrated_only: bool = False) -> dict[str, float]:
+    """The task's metrics that apply to ``prediction``; with ``recalibrated_only`` only those a
+    post-hoc recalibration can change (calibration and proper scores)."""
     out = {}
     for name in task.meta.metrics:
         m = METRICS.get(name)
+        if recalibrated_only and m.family == "accuracy":
+            continue
         if m.applies_to(prediction):
             out[name] = m(y, prediction)
     return out
+
+
+def summarise(per_seed: list[SeedResult], field_name: str, y: np.ndarray,
+              predictions: list[Prediction], groups: np.ndarray | None, n_boot: int
+              ) -> dict[str, MetricSummary]:
+    """Mean over seeds with a Student-t interval, a bootstrap interval over seeds and a
+    bootstrap interval over test samples (whole groups when the task defines them)."""
+    out: dict[str, MetricSummary] = {}
+    names = getattr(per_seed[0], field_name)
+    for name in names:
+        m = METRICS.get(name)
+        values = [getattr(r, field_name)[name] for r in per_seed]
+        s = mean_ci(values)
+        extra: dict[str, Any] = {}
+        if n_boot > 0:
+            sb = bootstrap_over_seeds(values, seed=0)
+            ss = bootstrap_over_samples(m, y, predictions, groups=groups, n_boot=n_boot, seed=0)
+            extra = {"seed_boot_low": _finite(sb.low), "seed_boot_high": _finite(sb.high),
+                     "sample_ci_low": _finite(ss.low), "sample_ci_high": _finite(ss.high),
+                     "sample_ci_grouped": groups is not None, "n_boot": int(ss.n_valid)}
+        out[name] = MetricSummary(mean=s.mean, ci_low=s.ci_low, ci_high=s.ci_high, std=s.std,
+                                  n=s.n, direction=m.direction, ideal=m.ideal, family=m.family,
+                                  **extra)
+    return out
+
+
+def _finite(v: float) -> float | None:
+    return float(v) if np.isfinite(v) else None
+
+
+def write_plots(out_dir: Path, y: np.ndarray, prediction: Prediction, diagnostics: dict[str, Any],
+                task: Task) -> list[Path]:
+    """Reliability diagram / PIT histogram, coverage curve and predicted-vs-true scatter."""
+    from . import plots
+
+    title = f"{task.meta.name}"
+    written = []
+    if "reliability" in diagnostics:
+        written.append(plots.reliability_diagram(diagnostics["reliability"],
+                                                 out_dir / "reliability.png", title=title))
+    if "pit_histogram" in diagnostics:
+        written.append(plots.pit_histogram(diagnostics["pit_histogram"], out_dir / "pit.png",
+                                           title=title))
+    if "coverage_curve" in diagnostics:
+        written.append(plots.coverage_curve(diagnostics["coverage_curve"],
+                                            out_dir / "coverage.png", title=title))
+    if task.meta.target.kind == "regression" and hasattr(prediction, "interval"):
+        low, high = prediction.interval(0.9)
+        written.append(plots.scatter_intervals(np.asarray(y, dtype=float), prediction.point(),
+                                               low, high, out_dir / "scatter.png", level=0.9,
+                                               units=task.meta.target.unit or "", title=title))
+    return written
 
 
 def run(config: RunConfig, progress: ProgressFactory = _no_progress) -> RunOutcome:
@@ -148,7 +218,7 @@ def run(config: RunConfig, progress: ProgressFactory = _no_progress) -> RunOutco
         raise UsageError(f"--label-fraction must be in (0, 1], got {config.label_fraction}")
     check_names(config)
     device = resolve_device(config.device)
-    task = build_task(config.task)
+    task = build_task(config.task, config.task_options)
     encoder = build_encoder(config.model, device, config.model_options)
     emeta = encoder.meta
     kind = task.meta.target.kind
@@ -206,36 +276,38 @@ def run(config: RunConfig, progress: ProgressFactory = _no_progress) -> RunOutco
     X = {s: features_for_split(data[s], cached[s], time_modality) for s in splits}
     y = {s: data[s].target for s in splits}
 
-    # -- probes and metrics, per seed ---------------------------------------------------
-    probe_s = metrics_s = 0.0
-    per_seed: list[SeedResult] = []
-    fitted: list[dict[str, Any]] = []
-    probe_params: dict[str, Any] = {}
+    # -- probes (all seeds at once for batched probes), metrics, intervals -------------------
+    t0 = time.perf_counter()
+    seed_splits, n_train = [], []
     for seed in range(config.seeds):
-        t0 = time.perf_counter()
-        torch.manual_seed(seed)
         idx = label_subset(y["train"], kind, config.label_fraction, seed)
-        parts = _standardise(X["train"][idx], *(X[s] for s in splits if s != "train"))
-        xs = dict(zip(["train"] + [s for s in splits if s != "train"], parts))
-        probe: Probe = probe_cls(task.meta.target, seed=seed, device=str(device),
-                                 **config.probe_params)
-        probe.fit(xs["train"], y["train"][idx], xs.get("val"), y.get("val"))
-        prediction = probe.predict_dist(xs["test"])
-        probe_s += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        per_seed.append(SeedResult(seed=seed, n_train=len(idx),
-                                   metrics=score(task, y["test"], prediction)))
-        metrics_s += time.perf_counter() - t0
-        desc = probe.describe()
-        probe_params = desc["params"]
-        fitted.append(desc["fitted_params"])
+        others = [s for s in splits if s != "train"]
+        parts = dict(zip(["train", *others], _standardise(X["train"][idx], *(X[s] for s in others))))
+        seed_splits.append(SeedSplit(seed, parts["train"], y["train"][idx], parts["test"],
+                                     parts.get("val"), y.get("val")))
+        n_train.append(len(idx))
+    torch.manual_seed(0)
+    fits = probe_cls.fit_seeds(task.meta.target, seed_splits, device=str(device),
+                               **config.probe_params)
+    probe_s = time.perf_counter() - t0
 
-    summaries: dict[str, MetricSummary] = {}
-    for name in per_seed[0].metrics:
-        m = METRICS.get(name)
-        s = mean_ci([r.metrics[name] for r in per_seed])
-        summaries[name] = MetricSummary(mean=s.mean, ci_low=s.ci_low, ci_high=s.ci_high,
-                                        std=s.std, n=s.n, direction=m.direction, family=m.family)
+    t0 = time.perf_counter()
+    y_test = y["test"]
+    per_seed = [SeedResult(seed=f.seed, n_train=n, metrics=score(task, y_test, f.prediction),
+                           unscaled_metrics=(score(task, y_test, f.unscaled, recalibrated_only=True)
+                                             if f.unscaled is not None else {}))
+                for f, n in zip(fits, n_train)]
+    groups = data["test"].groups
+    summaries = summarise(per_seed, "metrics", y_test, [f.prediction for f in fits], groups,
+                          config.n_boot)
+    unscaled = {}
+    if all(f.unscaled is not None for f in fits):
+        unscaled = summarise(per_seed, "unscaled_metrics", y_test, [f.unscaled for f in fits],
+                             groups, config.n_boot)
+    diagnostics = diagnostics_for(y_test, fits[0].prediction)
+    if diagnostics:
+        diagnostics["seed"] = fits[0].seed
+    metrics_s = time.perf_counter() - t0
 
     run_id = uuid.uuid4().hex
     now = dt.datetime.now(dt.timezone.utc)
@@ -249,9 +321,11 @@ def run(config: RunConfig, progress: ProgressFactory = _no_progress) -> RunOutco
                         target=task.meta.target.name, target_kind=kind,
                         main_score=task.meta.main_score,
                         n_samples={s: len(data[s]) for s in splits}),
-        probe=ProbeRecord(name=probe_name, params=probe_params, fitted_params=fitted),
+        probe=ProbeRecord(name=probe_name, params=probe_cls.resolved_params(**config.probe_params),
+                          fitted_params=[f.fitted_params for f in fits]),
         seeds=list(range(config.seeds)), label_fraction=config.label_fraction,
-        per_seed=per_seed, metrics=summaries,
+        per_seed=per_seed, metrics=summaries, unscaled_metrics=unscaled,
+        diagnostics=diagnostics,
         timings=Timings(data_s=data_s, embedding_s=embedding_s, probe_s=probe_s,
                         metrics_s=metrics_s, total_s=time.perf_counter() - t_start),
         cache=CacheRecord(enabled=config.use_cache,
@@ -264,6 +338,9 @@ def run(config: RunConfig, progress: ProgressFactory = _no_progress) -> RunOutco
                                 code_version=code_version()),
     )
     out_dir = Path(out_dir)
+    if config.plots:
+        plots = write_plots(out_dir, y_test, fits[0].prediction, diagnostics, task)
+        result = result.model_copy(update={"plots": [p.name for p in plots]})
     write_results(result, out_dir / "results.json")
 
     # -- tracking: results.json is already safe on disk -----------------------------------

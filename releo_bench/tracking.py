@@ -205,6 +205,10 @@ def run_metrics(result: RunResult) -> list[tuple[str, float, int]]:
         k = _key(name)
         rows += [(k, s.mean, 0), (f"{k}_ci_low", s.ci_low, 0), (f"{k}_ci_high", s.ci_high, 0),
                  (f"{k}_std", s.std, 0)]
+        rows += [(f"{k}_{field}", float(v), 0) for field in ("sample_ci_low", "sample_ci_high")
+                 if (v := getattr(s, field)) is not None]
+    for name, s in result.unscaled_metrics.items():
+        rows.append((_key(f"unscaled/{name}"), s.mean, 0))
     for seed_result in result.per_seed:
         for name, value in seed_result.metrics.items():
             rows.append((_key(f"seed/{name}"), float(value), seed_result.seed))

@@ -10,14 +10,15 @@ from sklearn import metrics as skm
 
 from releo_bench.errors import UsageError
 from releo_bench.metrics.regression import (crps_truncated_normal, pit_values, picp)
-from releo_bench.predictions import (ClassProbs, Gaussian, Point, Quantiles, Samples,
-                                     TruncatedNormal)
+from releo_bench.predictions import (ClassProbs, Gaussian, GaussianMixture, Point, Quantiles,
+                                     Samples, TruncatedNormal)
 from releo_bench.registries import METRICS
 
 REGRESSION_METRICS = ("rmse", "mae", "r2", "bias", "crps", "nll", "coverage_error_90",
-                      "mpiw_90", "pit_deviation")
+                      "mpiw_90", "pit_deviation", "picp_50", "picp_80", "picp_90", "picp_95",
+                      "mpiw_50", "mpiw_80", "mpiw_95", "miscalibration_area")
 CLASSIFICATION_METRICS = ("overall_accuracy", "balanced_accuracy", "macro_f1", "kappa", "ece",
-                          "mce", "brier", "log_loss")
+                          "mce", "rms_calibration_error", "brier", "log_loss", "miou")
 
 
 def m(name: str):
@@ -53,9 +54,15 @@ def test_metrics_are_registered_with_declared_directions_and_families():
     assert m("r2").direction == "higher" and m("kappa").direction == "higher"
     assert {m(n).family for n in ("crps", "nll", "brier", "log_loss")} == {"proper_score"}
     assert {m(n).family for n in ("coverage_error_90", "mpiw_90", "pit_deviation", "ece",
-                                  "mce")} == {"calibration"}
-    assert set(m("nll").accepts) == {"gaussian", "truncated_normal"}
+                                  "mce", "rms_calibration_error", "picp_90", "mpiw_50",
+                                  "miscalibration_area")} == {"calibration"}
+    assert set(m("nll").accepts) == {"gaussian", "truncated_normal", "gaussian_mixture"}
     assert "point" in m("crps").accepts and "point" not in m("coverage_error_90").accepts
+    for level in (50, 80, 90, 95):
+        picp = m(f"picp_{level}")
+        assert picp.direction == "target" and picp.ideal == pytest.approx(level / 100)
+        assert m(f"mpiw_{level}").direction == "lower"
+    assert m("miou").direction == "higher" and m("miou").family == "accuracy"
 
 
 def _example(kind: str, n: int = 4):
@@ -63,17 +70,21 @@ def _example(kind: str, n: int = 4):
     return {
         "gaussian": Gaussian(rng.normal(size=n), np.ones(n)),
         "truncated_normal": TruncatedNormal(rng.normal(size=n), np.ones(n), low=-3.0, high=3.0),
-        "quantiles": Quantiles([0.05, 0.5, 0.95], np.sort(rng.normal(size=(n, 3)), axis=1)),
+        "quantiles": Quantiles([0.025, 0.05, 0.5, 0.95, 0.975],
+                               np.sort(rng.normal(size=(n, 5)), axis=1)),
         "samples": Samples(rng.normal(size=(n, 20))),
         "point": Point(rng.normal(size=n)),
         "class_probs": ClassProbs(rng.dirichlet(np.ones(3), size=n), ("a", "b", "c")),
+        "gaussian_mixture": GaussianMixture(rng.normal(size=(n, 3)), np.ones((n, 3)),
+                                            np.full(3, 1 / 3)),
     }[kind]
 
 
 @pytest.mark.parametrize("name", REGRESSION_METRICS + CLASSIFICATION_METRICS)
 def test_each_metric_refuses_kinds_it_does_not_accept(name: str):
     metric = m(name)
-    kinds = ("gaussian", "truncated_normal", "quantiles", "samples", "point", "class_probs")
+    kinds = ("gaussian", "truncated_normal", "quantiles", "samples", "point", "class_probs",
+             "gaussian_mixture")
     y = np.array([0, 1, 2, 0])
     for kind in kinds:
         pred = _example(kind)
@@ -338,3 +349,91 @@ def test_classification_metrics_refuse_bad_labels():
         m("log_loss")(np.array([0.0, 0.5]), pred)
     with pytest.raises(UsageError, match="2 targets for 1"):
         m("ece")(np.array([0, 1]), ClassProbs([[0.5, 0.5]], ("a", "b")))
+
+
+# -- sufficient statistics: metrics as a function of per-sample vector means -------------------
+
+CONFUSION_METRICS = ("balanced_accuracy", "macro_f1", "kappa", "miou")
+CALIBRATION_METRICS = ("ece", "mce", "rms_calibration_error")
+
+
+def _via_mean(name: str, y: np.ndarray, pred) -> float:
+    metric = m(name)
+    return float(metric.from_mean(metric.per_sample(y, pred).mean(axis=0)))
+
+
+def _hard_prediction(labels: np.ndarray, k: int) -> ClassProbs:
+    """Probabilities whose most probable class is ``labels``."""
+    probs = np.full((labels.size, k), 0.5 / k)
+    probs[np.arange(labels.size), labels] += 0.5
+    return ClassProbs(probs, tuple("abcdef"[:k]))
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+@pytest.mark.parametrize("seed", range(12))
+def test_confusion_and_calibration_metrics_from_vector_means(seed: int):
+    """Random cases, many with a class missing from the truth, the prediction or both."""
+    rng = np.random.default_rng(100 + seed)
+    k, n = int(rng.integers(2, 6)), int(rng.integers(5, 60))
+    y = rng.integers(0, k, n)
+    probs = rng.dirichlet(np.full(k, rng.uniform(0.3, 3.0)), size=n)
+    if seed % 3 == 0:
+        y[y == k - 1] = 0  # class k-1 absent from the truth
+    if seed % 4 == 0:
+        probs[:, 1] = 0.0  # class 1 never predicted
+        probs /= probs.sum(axis=1, keepdims=True)
+    pred = ClassProbs(probs, tuple("abcdef"[:k]))
+    for name in CONFUSION_METRICS + CALIBRATION_METRICS:
+        assert m(name).per_sample(y, pred).shape[0] == n
+        assert _via_mean(name, y, pred) == pytest.approx(m(name)(y, pred), abs=1e-12), name
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+def test_confusion_metrics_with_absent_classes_follow_sklearn():
+    # class 2 only predicted, class 3 in neither truth nor prediction
+    y = np.array([0, 0, 1, 1, 1, 0])
+    hat = np.array([0, 2, 1, 1, 0, 0])
+    pred = _hard_prediction(hat, 4)
+    expected = {"balanced_accuracy": skm.balanced_accuracy_score(y, hat),
+                "macro_f1": skm.f1_score(y, hat, average="macro", zero_division=0),
+                "kappa": skm.cohen_kappa_score(y, hat),
+                "miou": skm.jaccard_score(y, hat, average="macro")}
+    for name, value in expected.items():
+        assert m(name)(y, pred) == pytest.approx(value, abs=1e-12), name
+        assert _via_mean(name, y, pred) == pytest.approx(value, abs=1e-12), name
+
+
+def test_kappa_of_a_single_shared_class_is_nan_both_ways():
+    y = np.zeros(5, dtype=int)
+    pred = _hard_prediction(np.zeros(5, dtype=int), 3)
+    with pytest.warns(Warning):
+        assert np.isnan(m("kappa")(y, pred))
+    assert np.isnan(_via_mean("kappa", y, pred))
+    assert _via_mean("miou", y, pred) == m("miou")(y, pred) == 1.0
+
+
+def test_r2_from_means_matches_sklearn_also_for_constant_and_offset_targets():
+    rng = np.random.default_rng(21)
+    mu = rng.normal(size=200)
+    for offset in (0.0, 300.0, 1e5):  # far from zero: no cancellation in Var(y)
+        y = offset + mu + rng.normal(size=200)
+        pred = Gaussian(offset + mu, np.ones(200))
+        assert _via_mean("r2", y, pred) == pytest.approx(m("r2")(y, pred), rel=1e-9)
+    for value in (0.0, 3.0, 2.5, -7.25):
+        y = np.full(50, value)
+        perfect, off = Point(y.copy()), Point(y + rng.normal(size=50))
+        assert m("r2")(y, perfect) == _via_mean("r2", y, perfect) == 1.0
+        assert m("r2")(y, off) == _via_mean("r2", y, off) == 0.0
+
+
+def test_pit_metrics_from_vector_means_at_bin_edges_and_outside():
+    # PIT exactly on histogram edges and grid midpoints, and beyond [0, 1] before clipping
+    pit = np.array([0.0, 0.1, 0.2, 0.25, 0.495, 0.5, 0.505, 0.9, 1.0, 0.999, 0.005, 0.015])
+    y = stats.norm.ppf(np.clip(pit, 1e-300, 1 - 1e-16))
+    pred = Gaussian(np.zeros(pit.size), np.ones(pit.size))
+    for name in ("pit_deviation", "miscalibration_area"):
+        assert _via_mean(name, y, pred) == pytest.approx(m(name)(y, pred), abs=1e-12), name
+    s = Samples(np.tile(np.arange(9.0), (4, 1)))  # ensemble PIT on its own cell grid
+    ys = np.array([-1.0, 3.0, 4.5, 20.0])
+    for name in ("pit_deviation", "miscalibration_area"):
+        assert _via_mean(name, ys, s) == pytest.approx(m(name)(ys, s), abs=1e-12), name

@@ -14,6 +14,7 @@ import torch
 
 from releo_bench.cli import main
 from releo_bench.results import json_schema, read_results
+from releo_bench.metrics import STANDARD_METRICS
 from releo_bench.sampling import label_subset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,11 +55,20 @@ def test_committed_schema_matches_the_code():
 
 
 def test_results_content(tracked_run):
-    _, r, _, _ = tracked_run
+    _, r, _, path = tracked_run
     assert r.model.name == "raw" and r.task.name == "mock-regression" and r.task.version == 1
     assert r.probe.name == "ridge" and r.seeds == [0, 1, 2] and len(r.per_seed) == 3
     assert set(r.task.data_hash) == {"train", "val", "test"}
-    assert {"rmse", "crps", "coverage_error_90"} <= set(r.metrics)
+    # every family of the regression standard set, each with seed and test-sample intervals
+    assert set(r.metrics) == set(STANDARD_METRICS["regression"])
+    assert {s.family for s in r.metrics.values()} == {"accuracy", "calibration", "proper_score"}
+    for name, s in r.metrics.items():
+        assert s.n_boot > 900 and s.sample_ci_grouped, name  # mock groups: fields of 4 pixels
+        assert s.sample_ci_low <= s.mean + 1e-9 and s.mean - 1e-9 <= s.sample_ci_high, name
+    assert r.metrics["picp_90"].direction == "target" and r.metrics["picp_90"].ideal == 0.9
+    assert r.diagnostics["pit_histogram"]["density"] and r.diagnostics["coverage_curve"]["nominal"]
+    assert sorted(r.plots) == ["coverage.png", "pit.png", "scatter.png"]
+    assert all((path.parent / p).stat().st_size > 5000 for p in r.plots)
     rmse = [s.metrics["rmse"] for s in r.per_seed]
     assert r.metrics["rmse"].mean == pytest.approx(np.mean(rmse))
     assert r.metrics["rmse"].ci_low <= r.metrics["rmse"].mean <= r.metrics["rmse"].ci_high
@@ -84,8 +94,12 @@ def test_run_is_in_mlflow_with_params_metrics_and_artifact(tracked_run, tmp_path
     assert row["params.model.name"] == "raw" and row["params.task.name"] == "mock-regression"
     assert row["tags.releo.data_hash.test"] == r.task.data_hash["test"]
     assert row["metrics.rmse"] == pytest.approx(r.metrics["rmse"].mean)
-    local = MlflowClient(uri).download_artifacts(row["run_id"], "results.json", str(tmp_path))
+    client = MlflowClient(uri)
+    local = client.download_artifacts(row["run_id"], "results.json", str(tmp_path))
     assert json.loads(Path(local).read_text())["run_id"] == r.run_id
+    assert sorted(Path(a.path).name for a in client.list_artifacts(row["run_id"], "plots")) == \
+        sorted(r.plots)
+    assert row["metrics.picp_90_sample_ci_low"] == pytest.approx(r.metrics["picp_90"].sample_ci_low)
 
 
 def test_second_identical_run_hits_the_cache_and_gives_the_same_numbers(tracked_run):

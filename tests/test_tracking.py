@@ -53,7 +53,7 @@ def make_result(
                 "n": len(values), "direction": direction, "family": family}
 
     raw = {
-        "schema_version": "1.0",
+        "schema_version": "1.1",
         "run_id": run_id,
         "created": "2025-01-01T12:00:00+00:00",
         "model": {"name": model, "version": "1.0.2", "weights_sha256": "ab" * 32,

@@ -1,10 +1,25 @@
 """The metric contract: ``(y_true, prediction) -> float`` with a direction and accepted kinds.
 
-A metric that is a transformed mean of per-sample values (RMSE = sqrt(mean squared error),
-CRPS, NLL, Brier, PICP ...) also declares ``pointwise`` (the per-sample values) and
-``finalize`` (the transform of their mean), so that bootstrap intervals over test samples
-are one matrix product instead of thousands of metric calls. ``fn`` stays the reference:
-``finalize(mean(pointwise(y, p))) == fn(y, p)`` is checked for every registered metric.
+A metric that is a function of the mean over samples of per-sample values also declares
+``pointwise`` (the per-sample values) and ``finalize`` (the function of their mean), so that
+bootstrap intervals over test samples are one matrix product instead of thousands of metric
+calls. ``fn`` stays the reference: ``finalize(mean(pointwise(y, p), axis=0)) == fn(y, p)`` is
+checked for every registered metric.
+
+* **scalar** per-sample values: ``pointwise`` returns ``[N]`` and ``finalize`` maps the mean
+  (a float) to the metric; ``finalize`` may be omitted for a plain mean. RMSE (squared
+  errors, ``sqrt``), CRPS, NLL, Brier, PICP ...
+* **vector** per-sample values (sufficient statistics): ``pointwise`` returns ``[N, M]`` and
+  ``finalize`` maps the mean vector ``[M]`` to the metric. R² (squared error, target,
+  squared target), ECE (bin one-hot, times confidence, times correctness), kappa / macro F1
+  / mIoU (one-hot of the confusion cell), PIT histograms ... A vector metric must declare
+  ``finalize``.
+
+``finalize`` is **vectorised over leading axes**: given means ``[..., M]`` (vector) or
+``[...]`` (scalar) it returns the metrics ``[...]``, one per leading index, so that the
+bootstrap finalizes a whole chunk of replicates (``[B, seeds, M]``) in one call. It must work
+on 0-d / ``[M]`` input too (it then returns a scalar). Undefined values (e.g. kappa with a
+single class) come back as NaN, as from ``fn``.
 """
 
 from __future__ import annotations
@@ -30,8 +45,8 @@ class Metric:
     task_kind: Literal["regression", "classification"]
     family: Literal["accuracy", "calibration", "proper_score"]
     description: str
-    pointwise: Callable[[np.ndarray, Prediction], np.ndarray] | None = None
-    finalize: Callable[[float], float] | None = None
+    pointwise: Callable[[np.ndarray, Prediction], np.ndarray] | None = None  # [N] or [N, M]
+    finalize: Callable[[np.ndarray], np.ndarray] | None = None  # means [..., M] -> [...]
     ideal: float | None = None  # the best value, for direction "target" (0 for "zero")
 
     def __post_init__(self) -> None:
@@ -56,16 +71,20 @@ class Metric:
 
     @property
     def decomposable(self) -> bool:
-        """True when the metric is ``finalize(mean(pointwise))`` (fast bootstrap)."""
+        """True when the metric is ``finalize(mean(pointwise, axis=0))`` (fast bootstrap)."""
         return self.pointwise is not None
 
     def per_sample(self, y_true: np.ndarray, prediction: Prediction) -> np.ndarray:
-        """The per-sample values whose (finalized) mean is the metric."""
+        """The per-sample values ``[N]`` or ``[N, M]`` whose (finalized) mean over samples
+        (axis 0) is the metric."""
         if self.pointwise is None:
-            raise UsageError(f"metric {self.name!r} is not a mean of per-sample values")
+            raise UsageError(f"metric {self.name!r} is not a function of a mean of "
+                             "per-sample values")
         return np.asarray(self.pointwise(np.asarray(y_true), prediction), dtype=np.float64)
 
     def from_mean(self, mean: np.ndarray | float) -> np.ndarray | float:
+        """The metric from the mean of :meth:`per_sample` over samples: ``[M]`` (or a float)
+        gives a scalar, a batch ``[..., M]`` (or ``[...]``) one metric per leading index."""
         return mean if self.finalize is None else self.finalize(mean)
 
 
@@ -73,7 +92,7 @@ def metric(name: str, *, direction: Direction, accepts: tuple[str, ...],
            task_kind: Literal["regression", "classification"],
            family: Literal["accuracy", "calibration", "proper_score"], description: str = "",
            pointwise: Callable[[np.ndarray, Prediction], np.ndarray] | None = None,
-           finalize: Callable[[float], float] | None = None, ideal: float | None = None):
+           finalize: Callable[[np.ndarray], np.ndarray] | None = None, ideal: float | None = None):
     """Decorator: register ``fn`` in :data:`releo_bench.registries.METRICS` as a :class:`Metric`.
 
     ``pointwise`` / ``finalize``: see the module docstring (optional, for fast bootstrap).

@@ -5,6 +5,13 @@ out-of-fold log loss of a stratified K-fold on the training split (at most 5 fol
 model is deterministic for a given seed. scikit-learn's defaults are L2 penalty, lbfgs and a
 multinomial loss; they are left at their defaults because the parameters that name them
 explicitly are deprecated in recent scikit-learn versions.
+
+``temperature_scaling`` (off by default): one temperature ``T`` is fitted on held-out
+log-probabilities of the chosen model (:mod:`~releo_bench.probes.temperature`): the
+validation split's when one is given, otherwise the pooled out-of-fold probabilities of the
+chosen ``C``. Test log-probabilities are divided by ``T`` before the softmax;
+``fitted_params["temperature"]`` records ``T`` and :meth:`LogisticProbe.unscaled_dist` gives
+the probabilities before scaling (``SeedFit.unscaled`` in ``fit_seeds``).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from ..errors import DataError, UsageError
 from ..predictions import ClassProbs
 from ..tasks.base import TargetSpec
 from .base import Probe
+from .temperature import fit_temperature, log_probs, softmax
 
 _MAX_FOLDS = 5
 _EPS = 1e-15
@@ -69,7 +77,8 @@ class LogisticProbe(Probe):
     name = "logistic"
     task_kind = "classification"
     description = "multinomial L2 logistic regression, C chosen on validation"
-    defaults = {"Cs": [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0], "max_iter": 2000}
+    defaults = {"Cs": [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0], "max_iter": 2000,
+                "temperature_scaling": False}
 
     def __init__(self, target: TargetSpec, *, seed: int = 0, device: str = "cpu",
                  **params: Any) -> None:
@@ -81,6 +90,7 @@ class LogisticProbe(Probe):
         self._cs = cs
         self._n_classes = len(target.class_names or ())
         self._model: LogisticRegression | None = None
+        self._temperature: float | None = None
 
     def _new_model(self, c: float) -> LogisticRegression:
         return LogisticRegression(C=c, max_iter=int(self.params["max_iter"]),
@@ -94,8 +104,8 @@ class LogisticProbe(Probe):
         model = self._new_model(c).fit(X, y)
         return _log_loss(y_val, self._probs(model, X_val)), model
 
-    def _cv_score(self, c: float, X: np.ndarray, y: np.ndarray) -> float:
-        """Pooled out-of-fold log loss of a stratified K-fold (K <= 5, seeded)."""
+    def _out_of_fold(self, c: float, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Pooled out-of-fold probabilities of a stratified K-fold (K <= 5, seeded)."""
         smallest = int(np.bincount(y)[np.unique(y)].min())
         folds = StratifiedKFold(n_splits=min(_MAX_FOLDS, max(2, smallest)), shuffle=True,
                                 random_state=self.seed)
@@ -103,7 +113,7 @@ class LogisticProbe(Probe):
         for train_idx, test_idx in folds.split(X, y):
             model = self._new_model(c).fit(X[train_idx], y[train_idx])
             out_of_fold[test_idx] = self._probs(model, X[test_idx])
-        return _log_loss(y, out_of_fold)
+        return out_of_fold
 
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
             y_val: np.ndarray | None = None) -> "LogisticProbe":
@@ -120,17 +130,34 @@ class LogisticProbe(Probe):
             scored = [self._validation_score(c, X, y, xv, yv) for c in self._cs]
             best = int(np.argmin([s for s, _ in scored]))
             self._model, criterion = scored[best][1], "validation_log_loss"
+            held_out = (self._probs(self._model, xv), yv)
         else:
-            scores = [self._cv_score(c, X, y) for c in self._cs]
-            best = int(np.argmin(scores))
+            oofs = [self._out_of_fold(c, X, y) for c in self._cs]
+            best = int(np.argmin([_log_loss(y, o) for o in oofs]))
             self._model, criterion = self._new_model(self._cs[best]).fit(X, y), "cv_log_loss"
+            held_out = (oofs[best], y)
         self.fitted_params = {"C": self._cs[best], "C_criterion": criterion,
                               "n_iter": int(np.max(self._model.n_iter_)),
                               "classes_seen": [int(c) for c in self._model.classes_]}
+        self._temperature = None
+        if self.params["temperature_scaling"]:
+            self._temperature = fit_temperature(log_probs(held_out[0]), held_out[1])
+            self.fitted_params["temperature"] = self._temperature
         return self
 
-    def predict_dist(self, X: np.ndarray) -> ClassProbs:
+    def _unscaled_probs(self, X: np.ndarray) -> np.ndarray:
         if self._model is None:
             raise UsageError("logistic: call fit() before predicting")
-        X = _check_x(X, "prediction")
-        return ClassProbs(self._probs(self._model, X), self.target.class_names or ())
+        return self._probs(self._model, _check_x(X, "prediction"))
+
+    def predict_dist(self, X: np.ndarray) -> ClassProbs:
+        probs = self._unscaled_probs(X)
+        if self._temperature is not None:
+            probs = softmax(log_probs(probs), self._temperature)
+        return ClassProbs(probs, self.target.class_names or ())
+
+    def unscaled_dist(self, X: np.ndarray) -> ClassProbs | None:
+        """The probabilities before temperature scaling; None when scaling is off."""
+        if self._temperature is None:
+            return None
+        return ClassProbs(self._unscaled_probs(X), self.target.class_names or ())

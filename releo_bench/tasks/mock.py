@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..batch import EOBatch, Modality, pad_series
+from ..metrics import STANDARD_METRICS
 from .base import DatasetRef, TargetSpec, Task, TaskData, TaskMeta
 
 BANDS = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
@@ -88,8 +89,7 @@ class MockRegression(_MockTask):
         split_design="independent draws per split from one seeded generator; groups = fields of 4 pixels",
         target=TargetSpec(kind="regression", name="peak_lai", unit="m2/m2", range=(0.0, 8.0)),
         main_score="rmse",
-        metrics=("rmse", "mae", "r2", "bias", "crps", "nll", "coverage_error_90", "mpiw_90",
-                 "pit_deviation"),
+        metrics=STANDARD_METRICS["regression"],
         modalities=("s2",), test_only=True,
     )
 
@@ -114,8 +114,7 @@ class MockClassification(_MockTask):
         target=TargetSpec(kind="classification", name="phenology_class",
                           class_names=("early", "late", "sparse")),
         main_score="overall_accuracy",
-        metrics=("overall_accuracy", "balanced_accuracy", "macro_f1", "kappa", "ece", "mce",
-                 "brier", "log_loss"),
+        metrics=STANDARD_METRICS["classification"],
         modalities=("s2",), test_only=True,
     )
 
