@@ -1,7 +1,7 @@
 """Batched torch probes vs. a loop of scikit-learn MLPs over 10 seeds, on the same embeddings.
 
 Run:  .venv/bin/python benchmarks/bench_probes.py [--epochs 10] [--seeds 10] [--repeats 3]
-                                                  [--device cpu]
+                                                  [--device cpu] [--label-fraction 0.9]
 
 A synthetic but realistically shaped embedding matrix (20 000 training rows x 128 features,
 a nonlinear image of 16 latent factors plus noise; 5 000 validation and 5 000 test rows) with
@@ -67,13 +67,14 @@ def embeddings(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return X, y_reg, y_cls
 
 
-def seed_splits(X: np.ndarray, y: np.ndarray, seeds: int) -> list[SeedSplit]:
+def seed_splits(X: np.ndarray, y: np.ndarray, seeds: int, fraction: float = LABEL_FRACTION
+                ) -> list[SeedSplit]:
     tr, va = slice(0, N_TRAIN), slice(N_TRAIN, N_TRAIN + N_VAL)
     te = slice(N_TRAIN + N_VAL, None)
     out = []
     for s in range(seeds):
         idx = np.sort(np.random.default_rng(1000 + s).choice(
-            N_TRAIN, size=int(LABEL_FRACTION * N_TRAIN), replace=False))
+            N_TRAIN, size=int(fraction * N_TRAIN), replace=False))
         mean, std = X[tr][idx].mean(axis=0), X[tr][idx].std(axis=0)
         out.append(SeedSplit(s, (X[tr][idx] - mean) / std, y[tr][idx], (X[te] - mean) / std,
                              (X[va] - mean) / std, y[va]))
@@ -137,6 +138,8 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--hidden", type=int, default=HIDDEN, help="hidden units (one layer)")
+    parser.add_argument("--label-fraction", type=float, default=LABEL_FRACTION,
+                        help="share of the 20 000 training rows each seed trains on")
     parser.add_argument("--skip-default", action="store_true",
                         help="leave out the informational row with the default selection")
     args = parser.parse_args()
@@ -144,7 +147,7 @@ def main() -> int:
     y_test = {False: y_reg[N_TRAIN + N_VAL:], True: y_cls[N_TRAIN + N_VAL:]}
     rows, ok = [], True
     for classify, y in ((False, y_reg), (True, y_cls)):
-        splits = seed_splits(X, y, args.seeds)
+        splits = seed_splits(X, y, args.seeds, args.label_fraction)
         t_sk = t_b = np.inf
         for _ in range(args.repeats):
             t, p_sk = timed(sklearn_loop, splits, classify, args.epochs, args.hidden)
@@ -171,7 +174,7 @@ def main() -> int:
                          score(p_d, y_test[classify], classify), f"{t_sk / t_d:.1f}x"))
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads), device "
-          f"{args.device}; {args.seeds} seeds x {int(LABEL_FRACTION * N_TRAIN)} rows x {DIM} "
+          f"{args.device}; {args.seeds} seeds x {int(args.label_fraction * N_TRAIN)} rows x {DIM} "
           f"features, hidden {args.hidden}, {args.epochs} epochs, batch {BATCH}; min of "
           f"{args.repeats} runs")
     print()

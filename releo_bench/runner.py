@@ -228,11 +228,6 @@ def run(config: RunConfig, progress: ProgressFactory = _no_progress) -> RunOutco
         raise UsageError(f"probe {probe_name!r} is for {probe_cls.task_kind} targets; task "
                          f"{task.meta.name!r} predicts {kind} target {task.meta.target.name!r} "
                          f"(try --probe {DEFAULT_PROBES[kind]})")
-    missing = [m for m in emeta.modalities if emeta.modalities[m].required
-               and m not in task.meta.modalities]
-    if missing:
-        raise UsageError(f"model {emeta.name!r} needs modalities {missing}; task "
-                         f"{task.meta.name!r} provides {list(task.meta.modalities)}")
 
     # -- data ---------------------------------------------------------------------------
     t0 = time.perf_counter()
@@ -240,6 +235,13 @@ def run(config: RunConfig, progress: ProgressFactory = _no_progress) -> RunOutco
     data = {s: task.load(s) for s in splits}
     hashes = {s: data[s].content_hash() for s in splits}
     data_s = time.perf_counter() - t0
+    encoder = encoder.adapt_to(data["train"].batch)
+    emeta = encoder.meta
+    missing = [m for m in emeta.modalities if emeta.modalities[m].required
+               and m not in task.meta.modalities]
+    if missing:
+        raise UsageError(f"model {emeta.name!r} needs modalities {missing}; task "
+                         f"{task.meta.name!r} provides {list(task.meta.modalities)}")
 
     # -- embeddings (cached) ------------------------------------------------------------
     t0 = time.perf_counter()

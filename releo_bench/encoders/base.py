@@ -113,6 +113,15 @@ class Encoder(ABC):
     def encode(self, batch: "EOBatch") -> Embeddings:
         """Embed a batch already prepared by the harness (units, band order, normalisation)."""
 
+    def adapt_to(self, batch: "EOBatch") -> "Encoder":
+        """Called by the runner with the task's training batch before anything is encoded.
+
+        Encoders with fixed inputs (every pretrained model) return ``self``; baselines whose
+        inputs are "whatever the task provides" (``raw``) resolve them here, so that their
+        metadata and :meth:`config` name the bands actually used.
+        """
+        return self
+
     def config(self) -> dict[str, Any]:
         """Options that change the embeddings: part of the embedding-cache key."""
         return dict(self.options)

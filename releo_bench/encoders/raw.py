@@ -43,16 +43,18 @@ def masked_time_stats(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 class RawEncoder(Encoder):
     """Options: ``modality`` (default ``s2``), ``bands`` (default the 10 S2 bands at 10/20 m),
-    ``units`` (default ``reflectance``), ``pooling`` (``stats`` or ``per_date``)."""
+    ``units`` (default ``reflectance``), ``pooling`` (``stats`` or ``per_date``),
+    ``auto`` (default True: adapt to the task, see :meth:`adapt_to`)."""
 
     def __init__(self, *, device: str | torch.device = "cpu", modality: str = "s2",
                  bands: tuple[str, ...] | list[str] = S2_10_BANDS, units: str = "reflectance",
-                 pooling: Literal["stats", "per_date"] = "stats", **options: Any) -> None:
+                 pooling: Literal["stats", "per_date"] = "stats", auto: bool = True,
+                 **options: Any) -> None:
         if pooling not in ("stats", "per_date"):
             from ..errors import UsageError
             raise UsageError(f"raw encoder: pooling must be 'stats' or 'per_date', got {pooling!r}")
         super().__init__(device=device, modality=modality, bands=list(bands), units=units,
-                         pooling=pooling, **options)
+                         pooling=pooling, auto=bool(auto), **options)
         self._meta = EncoderMeta(
             name="raw", version="1.0",
             description="Declared bands as features: per-band mean/std/min/max over valid "
@@ -67,6 +69,27 @@ class RawEncoder(Encoder):
     @property
     def meta(self) -> EncoderMeta:
         return self._meta
+
+    def adapt_to(self, batch: EOBatch) -> "RawEncoder":
+        """With ``auto``: keep the 10 S2 bands in reflectance when the task has them (the
+        comparable baseline across S2 tasks), else take every band of the task's modality
+        (``s2`` if present, else the first) in the units the task declares them in."""
+        if not self.options["auto"]:
+            return self
+        from .adapt import canonical_band
+
+        name = self.options["modality"] if self.options["modality"] in batch.modalities else \
+            next(iter(batch.modalities))
+        mod = batch[name]
+        have = {canonical_band(b) for b in mod.bands}
+        if name == self.options["modality"] and {canonical_band(b) for b in self.options["bands"]} <= have:
+            return self
+        units = mod.units if isinstance(mod.units, str) else tuple(mod.units)
+        if not isinstance(units, str) and len(set(units)) == 1:
+            units = units[0]
+        opts = {k: v for k, v in self.options.items() if k not in ("modality", "bands", "units")}
+        return RawEncoder(device=self.device, modality=name, bands=tuple(mod.bands), units=units,
+                          **opts)
 
     def encode(self, batch: EOBatch) -> Embeddings:
         name = self.options["modality"]

@@ -186,6 +186,32 @@ _ONE_BITS = 0x3FF0000000000000
 _SQRT2 = math.sqrt(2.0)
 
 
+def _exp_parts(y: float) -> tuple[float, float]:
+    """``exp(y) = 2^n exp(r)`` for |y| <= 700: returns ``exp(r)`` and ``n + _ROUNDER``.
+
+    ``exp(r)`` is the Taylor polynomial to r^13 (see above); the caller turns the second value
+    into ``2^n`` with integer bit operations on a whole row at once (a separate loop, so that
+    both loops vectorise). Compiled with ``inline="always"`` into the kernel.
+    """
+    kf = y * _INV_LN2 + _ROUNDER
+    kn = kf - _ROUNDER
+    rr = (y - kn * _LN2_HI) - kn * _LN2_LO
+    p = 1.0 / 6227020800.0
+    p = 1.0 / 479001600.0 + rr * p
+    p = 1.0 / 39916800.0 + rr * p
+    p = 1.0 / 3628800.0 + rr * p
+    p = 1.0 / 362880.0 + rr * p
+    p = 1.0 / 40320.0 + rr * p
+    p = 1.0 / 5040.0 + rr * p
+    p = 1.0 / 720.0 + rr * p
+    p = 1.0 / 120.0 + rr * p
+    p = 1.0 / 24.0 + rr * p
+    p = 1.0 / 6.0 + rr * p
+    p = 0.5 + rr * p
+    p = 1.0 + rr * p
+    return 1.0 + rr * p, kf
+
+
 def _fused_rows(lo: int, hi: int, par: np.ndarray, wtab: np.ndarray, talf: np.ndarray,
                 tab: np.ndarray, inv_h: float, k_max: float, cf_from: np.ndarray,
                 cf_depth: np.ndarray, factor: int, out: np.ndarray) -> None:
@@ -297,24 +323,7 @@ def _fused_rows(lo: int, hi: int, par: np.ndarray, wtab: np.ndarray, talf: np.nd
             lp = 1.0 + s2 * lp
             y = m_layers * (e * _LN2_HI + (2.0 * s * lp + e * _LN2_LO))
             y = y if y < 700.0 else 700.0
-            kf = y * _INV_LN2 + _ROUNDER
-            kn = kf - _ROUNDER
-            rr = (y - kn * _LN2_HI) - kn * _LN2_LO
-            p = 1.0 / 6227020800.0
-            p = 1.0 / 479001600.0 + rr * p
-            p = 1.0 / 39916800.0 + rr * p
-            p = 1.0 / 3628800.0 + rr * p
-            p = 1.0 / 362880.0 + rr * p
-            p = 1.0 / 40320.0 + rr * p
-            p = 1.0 / 5040.0 + rr * p
-            p = 1.0 / 720.0 + rr * p
-            p = 1.0 / 120.0 + rr * p
-            p = 1.0 / 24.0 + rr * p
-            p = 1.0 / 6.0 + rr * p
-            p = 0.5 + rr * p
-            p = 1.0 + rr * p
-            b2[j] = 1.0 + rr * p
-            b5[j] = kf
+            b2[j], b5[j] = _exp_parts_jit(y)
         for j in range(n_w):
             b5i[j] = ((b5i[j] - _ROUNDER_BITS) + 1023) << 52  # 2^n
         for j in range(n_w):
@@ -347,24 +356,7 @@ def _fused_rows(lo: int, hi: int, par: np.ndarray, wtab: np.ndarray, talf: np.nd
         for j in range(n_w):
             y = -b2[j] * lai
             y = y if y > -700.0 else -700.0
-            kf = y * _INV_LN2 + _ROUNDER
-            kn = kf - _ROUNDER
-            rr = (y - kn * _LN2_HI) - kn * _LN2_LO
-            p = 1.0 / 6227020800.0
-            p = 1.0 / 479001600.0 + rr * p
-            p = 1.0 / 39916800.0 + rr * p
-            p = 1.0 / 3628800.0 + rr * p
-            p = 1.0 / 362880.0 + rr * p
-            p = 1.0 / 40320.0 + rr * p
-            p = 1.0 / 5040.0 + rr * p
-            p = 1.0 / 720.0 + rr * p
-            p = 1.0 / 120.0 + rr * p
-            p = 1.0 / 24.0 + rr * p
-            p = 1.0 / 6.0 + rr * p
-            p = 0.5 + rr * p
-            p = 1.0 + rr * p
-            b4[j] = 1.0 + rr * p
-            b3[j] = kf
+            b4[j], b3[j] = _exp_parts_jit(y)
         for j in range(n_w):
             b3i[j] = ((b3i[j] - _ROUNDER_BITS) + 1023) << 52
         for j in range(n_w):
@@ -627,6 +619,7 @@ def _class_trig() -> np.ndarray:
 
 
 _class_trig_jit = _class_trig
+_exp_parts_jit = _exp_parts
 
 
 _fused_lock = threading.Lock()
@@ -646,8 +639,9 @@ def _fused_kernel() -> Callable[..., None] | None:
             except ImportError:  # pragma: no cover - numba comes with the prosail package
                 _fused_state["kernel"] = None
             else:
-                global _canopy_terms_jit, _class_trig_jit
+                global _canopy_terms_jit, _class_trig_jit, _exp_parts_jit
                 _class_trig_jit = numba.njit(nogil=True, cache=True)(_class_trig)
+                _exp_parts_jit = numba.njit(nogil=True, cache=True, inline="always")(_exp_parts)
                 _canopy_terms_jit = numba.njit(nogil=True, cache=True, error_model="numpy")(_canopy_terms)
                 _fused_state["kernel"] = numba.njit(nogil=True, cache=True, error_model="numpy",
                                                     fastmath={"contract"})(_fused_rows)
