@@ -106,6 +106,14 @@ def check_task(task: Task) -> None:
     (when given) never cross the train / test boundary."""
     meta = task.meta
     name = meta.name
+    if getattr(task, "needs_user_data", False) and not task.has_data:  # e.g. `custom` with no --data
+        for split in meta.splits:
+            try:
+                task.load(split)
+            except UsageError:
+                continue
+            raise AssertionError(f"task {name!r}: load without user data must raise a UsageError")
+        return
     groups: dict[str, set[str]] = {}
     for split in meta.splits:
         data = task.load(split)

@@ -32,6 +32,24 @@ def _builtin_tasks() -> None:
                         summary="WorldCereal points, monthly S2 + S1 2017, 4 crop-type classes")
     TASKS.register_lazy("eolearn-lulc", "releo_bench.tasks.eolearn_lulc:EOLearnLULC",
                         summary="eo-learn TestEOPatch pixels, 68-date cloud-masked NDVI, 4 LULC classes")
+    TASKS.register_lazy("lai", "releo_bench.tasks.simulated:SimulatedLAI",
+                        summary="simulated pixels: green LAI at a clear S2 date")
+    TASKS.register_lazy("cab", "releo_bench.tasks.simulated:SimulatedCab",
+                        summary="simulated pixels: leaf chlorophyll Cab at a clear S2 date")
+    TASKS.register_lazy("ccc", "releo_bench.tasks.simulated:SimulatedCCC",
+                        summary="simulated pixels: canopy chlorophyll LAI x Cab at a clear S2 date")
+    TASKS.register_lazy("crop-phenology", "releo_bench.tasks.simulated:CropPhenology",
+                        summary="simulated pixels: start of season (or eos, peak...), day of year")
+    TASKS.register_lazy("land-cover", "releo_bench.tasks.simulated:LandCover",
+                        summary="simulated pixels: 7 crop-type / natural-cover classes")
+    TASKS.register_lazy("lai-insitu", "releo_bench.tasks.lai_insitu:LaiInsitu",
+                        summary="CESBIO in-situ LAI (FR/IT/ES) from THEIA S2 L2A series, real clouds")
+    TASKS.register_lazy("sowing-date-bihar", "releo_bench.tasks.sowing_bihar:SowingBihar",
+                        summary="37 Bihar wheat fields: sowing day from S2 L2A field means, 5-fold")
+    TASKS.register_lazy("tempcnn-toulouse", "releo_bench.tasks.tempcnn:TempCNNToulouse",
+                        summary="Formosat-2 pixels, 149 gap-filled dates, 13 crop / cover classes")
+    TASKS.register_lazy("custom", "releo_bench.tasks.custom:CustomTask",
+                        summary="bring your own data: --data STACK/TABLE --target COLUMN")
 
 
 def _builtin_probes() -> None:

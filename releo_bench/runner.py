@@ -235,7 +235,7 @@ def run(config: RunConfig, progress: ProgressFactory = _no_progress) -> RunOutco
     data = {s: task.load(s) for s in splits}
     hashes = {s: data[s].content_hash() for s in splits}
     data_s = time.perf_counter() - t0
-    encoder = encoder.adapt_to(data["train"].batch)
+    encoder = encoder.adapt_to(data["train"])
     emeta = encoder.meta
     missing = [m for m in emeta.modalities if emeta.modalities[m].required
                and m not in task.meta.modalities]

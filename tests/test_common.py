@@ -3,6 +3,7 @@
 import pytest
 
 from releo_bench.checks import check_encoder, check_metric, check_probe, check_task
+from releo_bench.errors import DataError, UsageError
 from releo_bench.registries import ENCODERS, METRICS, PROBES, TASKS
 
 
@@ -13,7 +14,16 @@ def test_encoder_contract(name):
 
 @pytest.mark.parametrize("name", TASKS.names())
 def test_task_contract(name):
-    check_task(TASKS.get(name)())
+    try:
+        task = TASKS.get(name)()
+        task.load("test")
+    except DataError as exc:  # real-data tasks without their dataset (a clone without ../shared)
+        if "dataset not found" in str(exc):
+            pytest.skip(str(exc))
+        raise
+    except UsageError:
+        pass  # a task that needs user data (custom): check_task checks it refuses to load
+    check_task(task)
 
 
 @pytest.mark.parametrize("name", PROBES.names())

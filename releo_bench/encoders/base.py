@@ -113,8 +113,8 @@ class Encoder(ABC):
     def encode(self, batch: "EOBatch") -> Embeddings:
         """Embed a batch already prepared by the harness (units, band order, normalisation)."""
 
-    def adapt_to(self, batch: "EOBatch") -> "Encoder":
-        """Called by the runner with the task's training batch before anything is encoded.
+    def adapt_to(self, data: "TaskData") -> "Encoder":
+        """Called by the runner with the task's training split before anything is encoded.
 
         Encoders with fixed inputs (every pretrained model) return ``self``; baselines whose
         inputs are "whatever the task provides" (``raw``) resolve them here, so that their
@@ -132,3 +132,4 @@ class Encoder(ABC):
 
 
 from ..batch import EOBatch  # noqa: E402  (type reference only, avoids a cycle at import)
+from ..tasks.base import TaskData  # noqa: E402

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import torch
 
 from ..batch import EOBatch
+from ..tasks.base import TaskData
 from .base import Embeddings, Encoder, EncoderMeta, ModalityInput
 
 S2_10_BANDS = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
@@ -48,8 +49,10 @@ class RawEncoder(Encoder):
 
     def __init__(self, *, device: str | torch.device = "cpu", modality: str = "s2",
                  bands: tuple[str, ...] | list[str] = S2_10_BANDS, units: str = "reflectance",
-                 pooling: Literal["stats", "per_date"] = "stats", auto: bool = True,
+                 pooling: Literal["stats", "per_date"] | None = None, auto: bool = True,
                  **options: Any) -> None:
+        self._pooling_given = pooling is not None
+        pooling = pooling or "stats"
         if pooling not in ("stats", "per_date"):
             from ..errors import UsageError
             raise UsageError(f"raw encoder: pooling must be 'stats' or 'per_date', got {pooling!r}")
@@ -70,26 +73,35 @@ class RawEncoder(Encoder):
     def meta(self) -> EncoderMeta:
         return self._meta
 
-    def adapt_to(self, batch: EOBatch) -> "RawEncoder":
+    def adapt_to(self, data: TaskData) -> "RawEncoder":
         """With ``auto``: keep the 10 S2 bands in reflectance when the task has them (the
         comparable baseline across S2 tasks), else take every band of the task's modality
-        (``s2`` if present, else the first) in the units the task declares them in."""
+        (``s2`` if present, else the first) in the units the task declares them in; and,
+        unless ``pooling`` was given, use per-date features when the task's target refers to a
+        date (a pooled summary cannot say which date is asked about)."""
         if not self.options["auto"]:
             return self
         from .adapt import canonical_band
 
+        batch = data.batch
         name = self.options["modality"] if self.options["modality"] in batch.modalities else \
             next(iter(batch.modalities))
         mod = batch[name]
         have = {canonical_band(b) for b in mod.bands}
+        pooling = self.options["pooling"] if self._pooling_given or data.target_time is None \
+            else "per_date"
+        opts = {k: v for k, v in self.options.items()
+                if k not in ("modality", "bands", "units", "pooling")}
         if name == self.options["modality"] and {canonical_band(b) for b in self.options["bands"]} <= have:
-            return self
+            if pooling == self.options["pooling"]:
+                return self
+            return RawEncoder(device=self.device, modality=name, bands=self.options["bands"],
+                              units=self.options["units"], pooling=pooling, **opts)
         units = mod.units if isinstance(mod.units, str) else tuple(mod.units)
         if not isinstance(units, str) and len(set(units)) == 1:
             units = units[0]
-        opts = {k: v for k, v in self.options.items() if k not in ("modality", "bands", "units")}
         return RawEncoder(device=self.device, modality=name, bands=tuple(mod.bands), units=units,
-                          **opts)
+                          pooling=pooling, **opts)
 
     def encode(self, batch: EOBatch) -> Embeddings:
         name = self.options["modality"]
