@@ -129,7 +129,8 @@ def _load_config(path: Path | None) -> dict[str, Any]:
     except (OSError, yaml.YAMLError) as exc:
         raise UsageError(f"--config {path}: cannot read YAML ({exc})") from exc
     allowed = {"model", "task", "probe", "seeds", "label_fraction", "device", "model_options", "task_options",
-               "probe_params", "batch_size", "n_boot", "plots", "probe_config"}
+               "probe_params", "batch_size", "n_boot", "plots", "probe_config", "train_task",
+               "train_task_options"}
     unknown = set(data) - allowed
     if unknown:
         raise UsageError(f"--config {path}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -169,6 +170,7 @@ def run(
     task_option: Optional[list[str]] = typer.Option(None, "--task-option", help="task option key=value (repeatable), e.g. for --task custom"),
     data: Optional[Path] = typer.Option(None, "--data", help="data for --task custom: a GeoTIFF stack / folder + labels, or a point table"),
     target: Optional[str] = typer.Option(None, "--target", help="target column for --task custom"),
+    train_task: Optional[str] = typer.Option(None, "--train-task", help="train the probe on this task's train/val splits, test on --task (e.g. --train-task lai --task lai-insitu)"),
     probe_param: Optional[list[str]] = typer.Option(None, "--probe-param", help="probe parameter key=value (repeatable)"),
     probe_config: Optional[Path] = typer.Option(None, "--probe-config", help="probe preset YAML (configs/probes/): probe name and params"),
     n_boot: Optional[int] = typer.Option(None, "--n-boot", help="bootstrap replicates over test samples; 0 disables [default: 1000]"),
@@ -203,6 +205,8 @@ def run(
                       **({"data": str(data)} if data is not None else {}),
                       **({"target": target} if target is not None else {})},
         probe_params={**cfg.get("probe_params", {}), **_parse_options(probe_param, "--probe-param")},
+        train_task=train_task or cfg.get("train_task"),
+        train_task_options=dict(cfg.get("train_task_options", {})),
         n_boot=n_boot if n_boot is not None else int(cfg.get("n_boot", 1000)),
         plots=not no_plots and bool(cfg.get("plots", True)),
     )

@@ -39,6 +39,7 @@ class TaskRecord(_Strict):
     target_kind: Literal["regression", "classification"]
     main_score: str
     n_samples: dict[str, int]
+    train_task: dict[str, Any] | None = Field(None, description="transfer runs: the task (name, version) whose train/val splits trained the probe; the test split is this task's")
 
 
 class ProbeRecord(_Strict):

@@ -52,6 +52,10 @@ class RunConfig:
     batch_size: int = 256
     model_options: dict[str, Any] = field(default_factory=dict)
     task_options: dict[str, Any] = field(default_factory=dict)
+    # transfer: train (and validate) the probe on another task's splits, test on ``task``'s
+    # test split, e.g. simulated ``lai`` -> in-situ ``lai-insitu`` (sim-to-real)
+    train_task: str | None = None
+    train_task_options: dict[str, Any] = field(default_factory=dict)
     probe_params: dict[str, Any] = field(default_factory=dict)
     n_boot: int = 1000  # bootstrap replicates over test samples; 0 disables sample intervals
     plots: bool = True
@@ -102,10 +106,27 @@ def build_task(name: str, options: dict[str, Any] | None = None) -> Task:
         raise UsageError(f"task {name!r} does not accept options {sorted(options)}: {exc}") from exc
 
 
+def check_transfer(source: Task, target: Task) -> None:
+    """A probe trained on ``source`` can be tested on ``target`` only for the same quantity."""
+    a, b = source.meta.target, target.meta.target
+    problems = []
+    if a.kind != b.kind:
+        problems.append(f"target kinds differ ({a.kind} vs {b.kind})")
+    if a.kind == "regression" and a.unit != b.unit:
+        problems.append(f"target units differ ({a.unit!r} vs {b.unit!r})")
+    if a.kind == "classification" and a.class_names != b.class_names:
+        problems.append(f"class names differ ({list(a.class_names or ())} vs "
+                        f"{list(b.class_names or ())})")
+    if problems:
+        raise UsageError(f"cannot train on task {source.meta.name!r} and test on "
+                         f"{target.meta.name!r}: " + "; ".join(problems))
+
+
 def check_names(config: RunConfig) -> None:
     """Look up model, task and probe names first, reporting every unknown one at once."""
     problems = []
-    for registry, name in ((ENCODERS, config.model), (TASKS, config.task), (PROBES, config.probe)):
+    for registry, name in ((ENCODERS, config.model), (TASKS, config.task), (PROBES, config.probe),
+                           (TASKS, config.train_task)):
         if name is None:
             continue
         try:
@@ -231,8 +252,13 @@ def run(config: RunConfig, progress: ProgressFactory = _no_progress) -> RunOutco
 
     # -- data ---------------------------------------------------------------------------
     t0 = time.perf_counter()
-    splits = [s for s in ("train", "val", "test") if s in task.meta.splits]
-    data = {s: task.load(s) for s in splits}
+    source = task
+    if config.train_task:
+        source = build_task(config.train_task, config.train_task_options)
+        check_transfer(source, task)
+    split_task = {s: (source if s != "test" else task) for s in ("train", "val", "test")}
+    splits = [s for s in ("train", "val", "test") if s in split_task[s].meta.splits]
+    data = {s: split_task[s].load(s) for s in splits}
     hashes = {s: data[s].content_hash() for s in splits}
     data_s = time.perf_counter() - t0
     encoder = encoder.adapt_to(data["train"])
@@ -251,7 +277,8 @@ def run(config: RunConfig, progress: ProgressFactory = _no_progress) -> RunOutco
     cached: dict[str, CachedEmbeddings] = {}
     for s in splits:
         d = data[s]
-        key = cache.make_key(encoder_identity, {"task": task.meta.name, "version": task.meta.version,
+        key = cache.make_key(encoder_identity, {"task": split_task[s].meta.name,
+                                                "version": split_task[s].meta.version,
                                                 "split": s, "data_hash": hashes[s]})
 
         def compute(start: int, stop: int, d: TaskData = d):
@@ -322,7 +349,9 @@ def run(config: RunConfig, progress: ProgressFactory = _no_progress) -> RunOutco
         task=TaskRecord(name=task.meta.name, version=task.meta.version, data_hash=hashes,
                         target=task.meta.target.name, target_kind=kind,
                         main_score=task.meta.main_score,
-                        n_samples={s: len(data[s]) for s in splits}),
+                        n_samples={s: len(data[s]) for s in splits},
+                        train_task=({"name": source.meta.name, "version": source.meta.version}
+                                    if source is not task else None)),
         probe=ProbeRecord(name=probe_name, params=probe_cls.resolved_params(**config.probe_params),
                           fitted_params=[f.fitted_params for f in fits]),
         seeds=list(range(config.seeds)), label_fraction=config.label_fraction,

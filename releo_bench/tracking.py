@@ -229,6 +229,8 @@ def run_tags(result: RunResult) -> dict[str, str]:
         "releo.task_version": str(t.version),
         "releo.probe": result.probe.name,
         "releo.main_score": t.main_score,
+        "releo.train_task": (f"{t.train_task['name']}@{t.train_task['version']}"
+                             if t.train_task else None),
         "releo.data_hash": test_hash,
         "releo.weights_sha256": m.weights_sha256,
         "releo.schema_version": result.schema_version,

@@ -17,6 +17,7 @@ from releo_bench.checks import check_task
 from releo_bench.errors import DataError
 from releo_bench.registries import TASKS
 from releo_bench.runner import RunConfig, run
+from releo_bench.tasks.lai_insitu import LaiInsitu
 from releo_bench.tasks import lai_insitu, sowing_bihar, tempcnn
 from releo_bench.tasks.lai_insitu import LaiInsitu, scores_by_site
 from releo_bench.tasks.sowing_bihar import SowingBihar, authors_baseline_errors
@@ -230,3 +231,24 @@ def test_bihar_end_to_end(shared_data, tmp_path):
 def test_tempcnn_end_to_end(shared_data, tmp_path):
     result = _run("tempcnn-toulouse", tmp_path, model_options=dict(RAW_ENCODER_OPTIONS))
     assert result.metrics["overall_accuracy"].mean > 0.4  # chance 1/13 = 0.077; card: 0.57
+
+
+def test_sim_to_real_trains_on_simulated_lai_and_tests_on_insitu(shared_data, tmp_path):
+    """Transfer run: probe trained on the simulator's `lai`, scored on the in-situ test split."""
+    from releo_bench.cli import main
+    from releo_bench.results import read_results
+
+    out = tmp_path / "s2r"
+    code = main(["run", "--model", "raw", "--task", "lai-insitu", "--train-task", "lai",
+                 "--seeds", "1", "--tracking-uri", "none", "--n-boot", "100", "--no-plots",
+                 "--output", str(out)])
+    assert code == 0
+    r = read_results(out / "results.json")
+    assert r.task.name == "lai-insitu" and r.task.train_task == {"name": "lai", "version": 1}
+    insitu = LaiInsitu()
+    assert r.task.n_samples["test"] == len(insitu.load("test"))
+    assert r.task.data_hash["test"] == insitu.load("test").content_hash()
+    assert np.isfinite(r.metrics["crps"].mean) and r.metrics["rmse"].mean > 0
+    # a classification task cannot be the training side of an LAI retrieval
+    assert main(["run", "--model", "raw", "--task", "lai-insitu", "--train-task", "land-cover",
+                 "--tracking-uri", "none", "--output", str(tmp_path / "bad")]) == 2
