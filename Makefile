@@ -23,7 +23,7 @@ install: $(STAMP)
 # The main job on the embedded default data. Until the `lai` task and the `alise` model exist,
 # this runs the `raw` baseline on the generated mock regression task (see README).
 run: $(STAMP)
-	$(VENV)/bin/releo-bench run --model raw --task mock-regression --seeds 3
+	$(VENV)/bin/releo-bench run --model raw --task lai --seeds 3
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q -p no:cacheprovider

@@ -65,11 +65,23 @@ def list_(kind: Kind = typer.Argument(..., help="what to list")) -> None:
             m = METRICS.get(name)
             table.add_row(name, m.task_kind, m.family, m.direction, ", ".join(m.accepts),
                           m.description)
+    elif kind is Kind.tasks:
+        from rich.markup import escape
+
+        table.add_column("name"), table.add_column("version", justify="right")
+        table.add_column("target"), table.add_column("main score"), table.add_column("description")
+        for name in TASKS.names():
+            meta = TASKS.get(name).meta  # class attribute: no data is loaded
+            target = meta.target.kind + (f" ({meta.target.unit})" if meta.target.unit else "")
+            table.add_row(name, str(meta.version), target, meta.main_score,
+                          escape(TASKS.summary(name)))
     else:
-        registry = {Kind.models: ENCODERS, Kind.tasks: TASKS, Kind.probes: PROBES}[kind]
+        from rich.markup import escape
+
+        registry = {Kind.models: ENCODERS, Kind.probes: PROBES}[kind]
         table.add_column("name"), table.add_column("description")
         for name in registry.names():
-            table.add_row(name, registry.summary(name))
+            table.add_row(name, escape(registry.summary(name)))
     out.print(table)
 
 

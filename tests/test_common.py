@@ -38,3 +38,15 @@ def test_metric_contract(name):
 
 def test_per_date_raw_encoder_contract():
     check_encoder(ENCODERS.get("raw")(pooling="per_date"))
+
+
+def test_list_tasks_shows_every_task_with_its_version(capsys, monkeypatch):
+    from releo_bench.cli import main
+
+    monkeypatch.setenv("COLUMNS", "250")
+    assert main(["list", "tasks"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for name in TASKS.names():
+        row = next((line for line in lines if f" {name} " in line), None)
+        assert row is not None, f"{name} not listed"
+        assert f" {TASKS.get(name).meta.version} " in row
