@@ -48,6 +48,12 @@ def _builtin_tasks() -> None:
                         summary="37 Bihar wheat fields: sowing day from S2 L2A field means, 5-fold")
     TASKS.register_lazy("tempcnn-toulouse", "releo_bench.tasks.tempcnn:TempCNNToulouse",
                         summary="Formosat-2 pixels, 149 gap-filled dates, 13 crop / cover classes")
+    TASKS.register_lazy("gap-filling", "releo_bench.tasks.gap_filling:GapFilling",
+                        summary="simulated pixels: S2 reflectance (12 bands) of a held-out clear date")
+    TASKS.register_lazy("gap-filling-s1", "releo_bench.tasks.gap_filling:GapFillingS1",
+                        summary="gap-filling with the S1 VV/VH series as an extra input")
+    TASKS.register_lazy("gap-filling-cesbio", "releo_bench.tasks.gap_filling:GapFillingCesbio",
+                        summary="CESBIO S2 point series: 10 bands of dates hidden by real MAJA clouds")
     TASKS.register_lazy("custom", "releo_bench.tasks.custom:CustomTask",
                         summary="bring your own data: --data STACK/TABLE --target COLUMN")
 

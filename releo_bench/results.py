@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 
 class _Strict(BaseModel):
@@ -38,6 +38,7 @@ class TaskRecord(_Strict):
     target: str
     target_kind: Literal["regression", "classification"]
     main_score: str
+    outputs: list[str] | None = Field(None, description="multi-output regression: the output names (e.g. S2 bands); metrics are then reported as '<metric>' = mean over outputs, '<metric>/<output>' per output, plus vector metrics such as 'sam'")
     n_samples: dict[str, int]
     train_task: dict[str, Any] | None = Field(None, description="transfer runs: the task (name, version) whose train/val splits trained the probe; the test split is this task's")
 
@@ -98,7 +99,7 @@ class Environment(_Strict):
 
 
 class RunResult(_Strict):
-    schema_version: Literal["1.0", "1.1"] = Field(SCHEMA_VERSION, description="1.1 adds bootstrap intervals, unscaled metrics, diagnostics and plots (all optional, so 1.0 files still read)")
+    schema_version: Literal["1.0", "1.1", "1.2"] = Field(SCHEMA_VERSION, description="1.1 adds bootstrap intervals, unscaled metrics, diagnostics and plots; 1.2 adds task.outputs and per-output metric keys '<metric>/<output>' for multi-output regression (all optional, so 1.0 and 1.1 files still read)")
     run_id: str
     created: str = Field(description="ISO 8601 UTC time the run finished")
     model: ModelRecord

@@ -6,6 +6,7 @@ before anything is sent to MLflow, so a tracking failure never loses a computed 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import platform
 import time
@@ -25,8 +26,11 @@ from .environment import code_version, device_name, package_versions, python_ver
 from .errors import ReleoError, UnknownNameError, UsageError
 from .predictions import Prediction
 from .bootstrap import bootstrap_over_samples, bootstrap_over_seeds
+from .metrics.base import Metric
 from .metrics.diagnostics import diagnostics_for
-from .probes.base import SeedSplit
+from .metrics.multi_output import (MultiOutputPrediction, get_metric, indexed_metric,
+                                   is_multi_output_metric)
+from .probes.base import SeedFit, SeedSplit
 from .registries import ENCODERS, METRICS, PROBES, TASKS
 from .results import (CacheRecord, Environment, MetricSummary, ModelRecord, ProbeRecord,
                       RunResult, SeedResult, TaskRecord, Timings, write_results)
@@ -114,6 +118,9 @@ def check_transfer(source: Task, target: Task) -> None:
         problems.append(f"target kinds differ ({a.kind} vs {b.kind})")
     if a.kind == "regression" and a.unit != b.unit:
         problems.append(f"target units differ ({a.unit!r} vs {b.unit!r})")
+    if a.outputs != b.outputs:
+        problems.append(f"target outputs differ ({list(a.outputs or ())} vs "
+                        f"{list(b.outputs or ())})")
     if a.kind == "classification" and a.class_names != b.class_names:
         problems.append(f"class names differ ({list(a.class_names or ())} vs "
                         f"{list(b.class_names or ())})")
@@ -179,21 +186,68 @@ def score(task: Task, y: np.ndarray, prediction: Prediction, *,
     return out
 
 
+def score_multi(task: Task, y: np.ndarray, prediction: MultiOutputPrediction, *,
+                recalibrated_only: bool = False) -> dict[str, float]:
+    """Multi-output regression: every per-output metric of the task under its plain name as
+    the mean over outputs and as ``<metric>/<output>`` per output; vector metrics (``sam``)
+    on the whole output vectors. Aggregates come first, then the per-output values."""
+    outputs = task.meta.target.outputs or ()
+    agg: dict[str, float] = {}
+    per: dict[str, float] = {}
+    for name in task.meta.metrics:
+        m = get_metric(name)
+        if recalibrated_only and m.family == "accuracy":
+            continue
+        if is_multi_output_metric(m):
+            agg[name] = float(m.fn(y, prediction))
+            continue
+        if not m.applies_to(prediction.parts[0]):
+            continue
+        values = [m(y[:, k], p) for k, p in enumerate(prediction.parts)]
+        agg[name] = float(np.mean(values))
+        for o, v in zip(outputs, values):
+            per[f"{name}/{o}"] = v
+    return {**agg, **per}
+
+
+def multi_output_resolver(task: Task, y: np.ndarray) -> Callable[[str], tuple[Metric, np.ndarray]]:
+    """For :func:`summarise` on a multi-output task: result key -> (metric of row indices and a
+    :class:`MultiOutputPrediction`, the row indices) so the generic bootstrap applies."""
+    outputs = list(task.meta.target.outputs or ())
+    rows = np.arange(len(y), dtype=np.float64)
+
+    def resolve(key: str) -> tuple[Metric, np.ndarray]:
+        name, _, output = key.partition("/")
+        m = get_metric(name)
+        if output:
+            return indexed_metric(m, y, output=outputs.index(output)), rows
+        if is_multi_output_metric(m):
+            return indexed_metric(m, y), rows
+        return indexed_metric(m, y, aggregate=True), rows
+
+    return resolve
+
+
 def summarise(per_seed: list[SeedResult], field_name: str, y: np.ndarray,
-              predictions: list[Prediction], groups: np.ndarray | None, n_boot: int
+              predictions: list[Prediction], groups: np.ndarray | None, n_boot: int,
+              resolve: Callable[[str], tuple[Metric, np.ndarray]] | None = None
               ) -> dict[str, MetricSummary]:
     """Mean over seeds with a Student-t interval, a bootstrap interval over seeds and a
-    bootstrap interval over test samples (whole groups when the task defines them)."""
+    bootstrap interval over test samples (whole groups when the task defines them).
+
+    ``resolve``: result key -> (metric, targets to bootstrap), for keys that are not plain
+    registered metric names (multi-output tasks, :func:`multi_output_resolver`)."""
     out: dict[str, MetricSummary] = {}
     names = getattr(per_seed[0], field_name)
     for name in names:
-        m = METRICS.get(name)
+        m, y_m = resolve(name) if resolve is not None else (METRICS.get(name), y)
         values = [getattr(r, field_name)[name] for r in per_seed]
         s = mean_ci(values)
         extra: dict[str, Any] = {}
         if n_boot > 0:
             sb = bootstrap_over_seeds(values, seed=0)
-            ss = bootstrap_over_samples(m, y, predictions, groups=groups, n_boot=n_boot, seed=0)
+            ss = bootstrap_over_samples(m, y_m, predictions, groups=groups, n_boot=n_boot,
+                                        seed=0)
             extra = {"seed_boot_low": _finite(sb.low), "seed_boot_high": _finite(sb.high),
                      "sample_ci_low": _finite(ss.low), "sample_ci_high": _finite(ss.high),
                      "sample_ci_grouped": groups is not None, "n_boot": int(ss.n_valid)}
@@ -231,6 +285,29 @@ def write_plots(out_dir: Path, y: np.ndarray, prediction: Prediction, diagnostic
     return written
 
 
+def fit_multi_output(probe_cls: Any, target: Any, seed_splits: list[SeedSplit], *,
+                     device: str, **params: Any) -> list[SeedFit]:
+    """One probe per output column (each through ``fit_seeds`` over the seeds: K x seeds
+    fits); per seed, the K predictions wrapped in a :class:`MultiOutputPrediction` and the
+    fitted values keyed by output."""
+    per_output = []
+    for k, o in enumerate(target.outputs):
+        spec = target.model_copy(update={"name": f"{target.name}/{o}", "outputs": None})
+        splits_k = [dataclasses.replace(sp, y_train=sp.y_train[:, k],
+                                        y_val=None if sp.y_val is None else sp.y_val[:, k])
+                    for sp in seed_splits]
+        per_output.append(probe_cls.fit_seeds(spec, splits_k, device=device, **params))
+    fits = []
+    for i, sp in enumerate(seed_splits):
+        members = [pf[i] for pf in per_output]
+        unscaled = (MultiOutputPrediction([f.unscaled for f in members])
+                    if all(f.unscaled is not None for f in members) else None)
+        fits.append(SeedFit(sp.seed, MultiOutputPrediction([f.prediction for f in members]),
+                            {o: f.fitted_params for o, f in zip(target.outputs, members)},
+                            unscaled))
+    return fits
+
+
 def run(config: RunConfig, progress: ProgressFactory = _no_progress) -> RunOutcome:
     t_start = time.perf_counter()
     if config.seeds < 1:
@@ -259,6 +336,9 @@ def run(config: RunConfig, progress: ProgressFactory = _no_progress) -> RunOutco
     split_task = {s: (source if s != "test" else task) for s in ("train", "val", "test")}
     splits = [s for s in ("train", "val", "test") if s in split_task[s].meta.splits]
     data = {s: split_task[s].load(s) for s in splits}
+    for s in splits:
+        data[s].check_outputs(split_task[s].meta.target)
+    outputs = task.meta.target.outputs
     hashes = {s: data[s].content_hash() for s in splits}
     data_s = time.perf_counter() - t0
     encoder = encoder.adapt_to(data["train"])
@@ -309,33 +389,46 @@ def run(config: RunConfig, progress: ProgressFactory = _no_progress) -> RunOutco
     t0 = time.perf_counter()
     seed_splits, n_train = [], []
     for seed in range(config.seeds):
-        idx = label_subset(y["train"], kind, config.label_fraction, seed)
+        idx = label_subset(y["train"] if outputs is None else y["train"].mean(axis=1), kind,
+                           config.label_fraction, seed)
         others = [s for s in splits if s != "train"]
         parts = dict(zip(["train", *others], _standardise(X["train"][idx], *(X[s] for s in others))))
         seed_splits.append(SeedSplit(seed, parts["train"], y["train"][idx], parts["test"],
                                      parts.get("val"), y.get("val")))
         n_train.append(len(idx))
     torch.manual_seed(0)
-    fits = probe_cls.fit_seeds(task.meta.target, seed_splits, device=str(device),
-                               **config.probe_params)
+    if outputs is None:
+        fits = probe_cls.fit_seeds(task.meta.target, seed_splits, device=str(device),
+                                   **config.probe_params)
+    else:
+        fits = fit_multi_output(probe_cls, task.meta.target, seed_splits, device=str(device),
+                                **config.probe_params)
     probe_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     y_test = y["test"]
-    per_seed = [SeedResult(seed=f.seed, n_train=n, metrics=score(task, y_test, f.prediction),
-                           unscaled_metrics=(score(task, y_test, f.unscaled, recalibrated_only=True)
+    score_fn = score if outputs is None else score_multi
+    resolve = None if outputs is None else multi_output_resolver(task, y_test)
+    per_seed = [SeedResult(seed=f.seed, n_train=n, metrics=score_fn(task, y_test, f.prediction),
+                           unscaled_metrics=(score_fn(task, y_test, f.unscaled,
+                                                      recalibrated_only=True)
                                              if f.unscaled is not None else {}))
                 for f, n in zip(fits, n_train)]
     groups = data["test"].groups
     summaries = summarise(per_seed, "metrics", y_test, [f.prediction for f in fits], groups,
-                          config.n_boot)
+                          config.n_boot, resolve)
     unscaled = {}
     if all(f.unscaled is not None for f in fits):
         unscaled = summarise(per_seed, "unscaled_metrics", y_test, [f.unscaled for f in fits],
-                             groups, config.n_boot)
-    diagnostics = diagnostics_for(y_test, fits[0].prediction)
+                             groups, config.n_boot, resolve)
+    # multi-output: diagnostics and plots of the first output (named in diagnostics["output"])
+    y_diag = y_test if outputs is None else y_test[:, 0]
+    p_diag = fits[0].prediction if outputs is None else fits[0].prediction.parts[0]
+    diagnostics = diagnostics_for(y_diag, p_diag)
     if diagnostics:
         diagnostics["seed"] = fits[0].seed
+        if outputs is not None:
+            diagnostics["output"] = outputs[0]
     metrics_s = time.perf_counter() - t0
 
     run_id = uuid.uuid4().hex
@@ -348,6 +441,7 @@ def run(config: RunConfig, progress: ProgressFactory = _no_progress) -> RunOutco
                           embedding_shape=list(emeta.embedding_shape), output=emeta.output),
         task=TaskRecord(name=task.meta.name, version=task.meta.version, data_hash=hashes,
                         target=task.meta.target.name, target_kind=kind,
+                        outputs=list(outputs) if outputs is not None else None,
                         main_score=task.meta.main_score,
                         n_samples={s: len(data[s]) for s in splits},
                         train_task=({"name": source.meta.name, "version": source.meta.version}
@@ -370,7 +464,7 @@ def run(config: RunConfig, progress: ProgressFactory = _no_progress) -> RunOutco
     )
     out_dir = Path(out_dir)
     if config.plots:
-        plots = write_plots(out_dir, y_test, fits[0].prediction, diagnostics, task)
+        plots = write_plots(out_dir, y_diag, p_diag, diagnostics, task)
         result = result.model_copy(update={"plots": [p.name for p in plots]})
     write_results(result, out_dir / "results.json")
 

@@ -31,9 +31,17 @@ class TargetSpec(BaseModel):
     unit: str | None = None
     range: tuple[float, float] | None = Field(None, description="physical bounds (low, high)")
     class_names: tuple[str, ...] | None = None
+    outputs: tuple[str, ...] | None = Field(
+        None, description="multi-output regression: the name of each target column (e.g. S2 "
+                          "bands); TaskData.target is then [N, len(outputs)]")
 
     @model_validator(mode="after")
     def _check(self) -> "TargetSpec":
+        if self.outputs is not None:
+            if self.kind != "regression":
+                raise ValueError("only a regression target can have several outputs")
+            if not self.outputs or len(set(self.outputs)) != len(self.outputs):
+                raise ValueError(f"outputs {self.outputs} must be non-empty and unique")
         if self.kind == "classification" and not self.class_names:
             raise ValueError("a classification target needs class_names")
         if self.kind == "regression" and self.class_names:
@@ -86,7 +94,8 @@ class TaskMeta(BaseModel):
 class TaskData:
     """One split of a task.
 
-    target: ``[N]`` float for regression, int class index for classification.
+    target: ``[N]`` float for regression, int class index for classification; ``[N, K]`` float
+    for a multi-output regression target (``TargetSpec.outputs``, K names).
     groups: ``[N]`` spatial group label per sample (field, tile, site), or None.
     target_time: ``[N]`` datetime64 date the target refers to (per-date targets), or None.
     """
@@ -100,6 +109,8 @@ class TaskData:
         n = len(self.batch)
         if len(self.target) != n:
             raise DataError(f"{len(self.target)} targets for {n} samples")
+        if np.ndim(self.target) not in (1, 2):
+            raise DataError(f"target must be [N] or [N, K], got shape {np.shape(self.target)}")
         for name in ("groups", "target_time"):
             v = getattr(self, name)
             if v is not None and len(v) != n:
@@ -107,6 +118,15 @@ class TaskData:
 
     def __len__(self) -> int:
         return len(self.batch)
+
+    def check_outputs(self, target: TargetSpec) -> None:
+        """Check the target's shape against the spec: ``[N]`` or ``[N, len(outputs)]``."""
+        want = 1 if target.outputs is None else 2
+        if np.ndim(self.target) != want or (want == 2 and
+                                            np.shape(self.target)[1] != len(target.outputs)):
+            raise DataError(f"target {target.name!r}: expected shape "
+                            f"{'[N]' if want == 1 else f'[N, {len(target.outputs)}]'}, got "
+                            f"{np.shape(self.target)}")
 
     def content_hash(self) -> str:
         """Content hash of inputs, targets and groups: changes whenever the data does."""
