@@ -71,6 +71,9 @@ def _builtin_probes() -> None:
                          summary="deep ensemble of Gaussian MLPs -> Gaussian mixture, batched")
     PROBES.register_lazy("mlp_classifier", "releo_bench.probes.mlp_classifier:MLPClassifier",
                          summary="MLP classifier, optional temperature scaling, batched")
+    PROBES.register_lazy("linear_classifier",
+                         "releo_bench.probes.linear_classifier:LinearClassifier",
+                         summary="linear softmax classifier (multinomial logistic), batched over seeds")
     PROBES.register_lazy("knn", "releo_bench.probes.knn:KNNProbe",
                          summary="k-nearest-neighbour classifier, Laplace-smoothed probabilities")
 

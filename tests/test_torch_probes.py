@@ -416,7 +416,7 @@ def test_knn_missing_class_and_small_training_set():
 
 # -- presets ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", [*sorted(NEW_PROBES), "logistic"])
+@pytest.mark.parametrize("name", [*sorted(NEW_PROBES), "logistic", "linear_classifier"])
 def test_probe_presets_hold_the_defaults(name: str):
     """configs/probes/<name>.yaml: the probe's defaults, so that the preset does not drift."""
     path = Path(__file__).resolve().parent.parent / "configs" / "probes" / f"{name}.yaml"
@@ -425,3 +425,19 @@ def test_probe_presets_hold_the_defaults(name: str):
     cls = PROBES.get(name)
     assert json.loads(json.dumps(preset["params"])) == json.loads(json.dumps(cls.defaults))
     cls(CLASSES if cls.task_kind == "classification" else REGRESSION, **preset["params"])
+
+
+def test_linear_classifier_matches_the_logistic_probe():
+    """The batched linear probe is multinomial logistic regression: on separable-ish blobs it
+    agrees with the scikit-learn `logistic` probe on nearly every test row."""
+    from releo_bench.checks import synthetic_problem
+    from releo_bench.probes.linear_classifier import LinearClassifier
+    from releo_bench.probes.logistic import LogisticProbe
+
+    X, y, target = synthetic_problem("classification")
+    tr, va, te = slice(0, 180), slice(180, 220), slice(220, None)
+    lin = LinearClassifier(target, seed=0).fit(X[tr], y[tr], X[va], y[va])
+    log = LogisticProbe(target, seed=0).fit(X[tr], y[tr], X[va], y[va])
+    agree = np.mean(lin.predict(X[te]) == log.predict(X[te]))
+    assert agree >= 0.9
+    assert lin.fitted_params["hidden_sizes"] == []

@@ -491,7 +491,8 @@ class SeedModel:
 
 
 def _as_hidden_grid(value: Any, probe: str) -> list[tuple[int, ...]]:
-    """``hidden_sizes``: one architecture ``[256]`` / ``[128, 128]`` or a grid of them."""
+    """``hidden_sizes``: one architecture ``[256]`` / ``[128, 128]`` or a grid of them; ``[]``
+    (no hidden layer) is a linear model."""
     grid = list(value) if isinstance(value, (list, tuple)) else [value]
     if grid and all(isinstance(v, (int, np.integer)) for v in grid):
         grid = [grid]
