@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -13,7 +15,8 @@ from releo_bench.predictions import Gaussian
 from releo_bench.registries import TASKS
 from releo_bench.runner import RunConfig, run
 from releo_bench.tasks.base import TargetSpec
-from tests.conftest import ROOT
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
