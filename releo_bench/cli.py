@@ -331,6 +331,61 @@ def simulate_scene_cmd(
               f"dates, {len(scene.s1_dates)} S1 dates -> {len(files)} files in {out_dir}")
 
 
+weights_app = typer.Typer(no_args_is_help=True, help="Pretrained weights: list, fetch (to the user cache), verify (sha256).")
+app.add_typer(weights_app, name="weights")
+
+
+def _weights_files(name: str | None) -> list[tuple[str, Any]]:
+    """(model, WeightsFile) for one model or every registered model that declares weights."""
+    from .registries import ENCODERS
+
+    names = [name] if name else ENCODERS.names()
+    rows = []
+    for n in names:
+        files = getattr(ENCODERS.get(n), "WEIGHTS", ())
+        if name and not files:
+            raise UsageError(f"model {n!r} has no pretrained weights to manage")
+        rows += [(n, f) for f in files]
+    return rows
+
+
+@weights_app.command("list")
+def weights_list(name: Optional[str] = typer.Argument(None, help="model name (default: all)")) -> None:
+    """Each weights file: where it is found locally (or 'missing'), licence and source."""
+    from .weights import WeightsError, resolve
+
+    table = Table(title="releo-bench weights")
+    for col in ("model", "file", "status", "licence", "source"):
+        table.add_column(col)
+    for model, f in _weights_files(name):
+        try:
+            status = str(resolve(f))
+        except WeightsError as exc:
+            status = "sha256 MISMATCH" if "sha256" in str(exc) and "expected" in str(exc) else "missing"
+        table.add_row(model, f"{f.folder}/{f.filename}", status, f.licence, f.source)
+    out.print(table)
+
+
+@weights_app.command("fetch")
+def weights_fetch(name: Optional[str] = typer.Argument(None, help="model name (default: all)")) -> None:
+    """Download missing files into the user cache, checking their sha256 (exit 2 offline)."""
+    from .weights import fetch
+
+    for model, f in _weights_files(name):
+        path = fetch(f)
+        out.print(f"{model}: {f.folder}/{f.filename} -> {path}")
+
+
+@weights_app.command("verify")
+def weights_verify(name: Optional[str] = typer.Argument(None, help="model name (default: all)")) -> None:
+    """Check every local file against its declared sha256; exit 2 on a missing or bad file."""
+    from .weights import resolve
+
+    for model, f in _weights_files(name):
+        path = resolve(f)
+        out.print(f"{model}: {path} ok" + ("" if f.sha256 else " (no published sha256)"))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: maps releo-bench errors to exit codes 2 (usage) and 1 (internal)."""
     try:
