@@ -20,8 +20,8 @@ $(STAMP): pyproject.toml constraints.txt | $(PY)
 
 install: $(STAMP)
 
-# The main job on the embedded default data. Until the `lai` task and the `alise` model exist,
-# this runs the `raw` baseline on the generated mock regression task (see README).
+# The main job on the embedded default data: the `raw` baseline on the simulated `lai` task
+# (see README); pretrained encoders replace `raw` here once they land.
 run: $(STAMP)
 	$(VENV)/bin/releo-bench run --model raw --task lai --seeds 3
 

@@ -54,6 +54,9 @@ def _builtin_tasks() -> None:
                         summary="gap-filling with the S1 VV/VH series as an extra input")
     TASKS.register_lazy("gap-filling-cesbio", "releo_bench.tasks.gap_filling:GapFillingCesbio",
                         summary="CESBIO S2 point series: 10 bands of dates hidden by real MAJA clouds")
+    TASKS.register_lazy("gap-filling-worldcereal",
+                        "releo_bench.tasks.gap_filling_worldcereal:GapFillingWorldCereal",
+                        summary="WorldCereal S2 + S1 monthly patch: 9 bands of a month hidden by a real gap")
     TASKS.register_lazy("custom", "releo_bench.tasks.custom:CustomTask",
                         summary="bring your own data: --data STACK/TABLE --target COLUMN")
 
