@@ -50,3 +50,16 @@ def test_list_tasks_shows_every_task_with_its_version(capsys, monkeypatch):
         row = next((line for line in lines if f" {name} " in line), None)
         assert row is not None, f"{name} not listed"
         assert f" {TASKS.get(name).meta.version} " in row
+
+
+@pytest.mark.parametrize("name", TASKS.names())
+def test_every_benchmark_task_has_a_card(name):
+    from pathlib import Path
+
+    meta = TASKS.get(name).meta
+    if meta.test_only:
+        pytest.skip("test-only mock task: no card")
+    card = Path(__file__).resolve().parent.parent / "tasks" / name / "README.md"
+    assert card.is_file(), f"task {name!r} has no card at {card}"
+    text = card.read_text(encoding="utf-8").lower()
+    assert "changelog" in text, f"{card}: no changelog section"
