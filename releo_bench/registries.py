@@ -17,6 +17,11 @@ def _builtin_encoders() -> None:
                            summary="the declared bands themselves (pooled statistics or per date)")
     ENCODERS.register_lazy("random", "releo_bench.encoders.random_projection:RandomEncoder",
                            summary="a fixed, seeded random projection of the raw bands")
+    ENCODERS.register_lazy("prosail-vae", "releo_bench.encoders.prosail_vae:ProsailVAE",
+                           summary="PROSAIL-VAE (ONNX weights, AGPL-3.0): per-date posterior of 11 "
+                                   "PROSAIL variables; retrieves lai/cab/ccc with --probe none")
+    ENCODERS.register_lazy("snap", "releo_bench.encoders.snap:SnapEncoder",
+                           summary="ESA SNAP S2 biophysical networks: per-date LAI, CCC, CWC, FAPAR, FCOVER")
 
 
 def _builtin_tasks() -> None:
@@ -57,6 +62,10 @@ def _builtin_tasks() -> None:
     TASKS.register_lazy("gap-filling-worldcereal",
                         "releo_bench.tasks.gap_filling_worldcereal:GapFillingWorldCereal",
                         summary="WorldCereal S2 + S1 monthly patch: 9 bands of a month hidden by a real gap")
+    TASKS.register_lazy("fuel-moisture", "releo_bench.tasks.presto_eval:FuelMoisture",
+                        summary="Presto eval: live fuel moisture (%), 3 x 30-day S1 + S2 + ERA5, western US")
+    TASKS.register_lazy("algae-blooms", "releo_bench.tasks.presto_eval:AlgaeBlooms",
+                        summary="Presto eval: cyanobacteria bloom severity 1-5, 12 x 30-day S1 + S2 + ERA5")
     TASKS.register_lazy("custom", "releo_bench.tasks.custom:CustomTask",
                         summary="bring your own data: --data STACK/TABLE --target COLUMN")
 

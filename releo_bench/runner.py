@@ -20,8 +20,8 @@ import torch
 
 from . import __version__
 from .cache import HARNESS_VERSION, CachedEmbeddings, EmbeddingCache
-from .encoders.adapt import encode_batch, pool_time
-from .encoders.base import Encoder
+from .encoders.adapt import encode_batch, pool_time, prepare_batch
+from .encoders.base import Encoder, Retriever, retrieval_problem
 from .environment import code_version, device_name, package_versions, python_version, resolve_device
 from .errors import ReleoError, UnknownNameError, UsageError
 from .predictions import Prediction
@@ -39,6 +39,8 @@ from .stats import mean_ci
 from .tasks.base import Task, TaskData
 
 DEFAULT_PROBES = {"regression": "ridge", "classification": "logistic"}
+# ``--probe none``: no probe; the encoder predicts the target itself (a Retriever)
+DIRECT_PROBE = "none"
 
 
 @dataclass
@@ -134,7 +136,7 @@ def check_names(config: RunConfig) -> None:
     problems = []
     for registry, name in ((ENCODERS, config.model), (TASKS, config.task), (PROBES, config.probe),
                            (TASKS, config.train_task)):
-        if name is None:
+        if name is None or (registry is PROBES and name == DIRECT_PROBE):
             continue
         try:
             registry.get(name)
@@ -320,6 +322,8 @@ def run(config: RunConfig, progress: ProgressFactory = _no_progress) -> RunOutco
     encoder = build_encoder(config.model, device, config.model_options)
     emeta = encoder.meta
     kind = task.meta.target.kind
+    if config.probe == DIRECT_PROBE:
+        return _run_direct(config, task, encoder, device, progress, t_start)
     probe_name = config.probe or DEFAULT_PROBES[kind]
     probe_cls = PROBES.get(probe_name)
     if probe_cls.task_kind != kind:
@@ -462,7 +466,12 @@ def run(config: RunConfig, progress: ProgressFactory = _no_progress) -> RunOutco
                                 device=str(device), device_name=device_name(device),
                                 code_version=code_version()),
     )
-    out_dir = Path(out_dir)
+    return _finish(config, result, Path(out_dir), y_diag, p_diag, diagnostics, task)
+
+
+def _finish(config: RunConfig, result: RunResult, out_dir: Path, y_diag: np.ndarray,
+            p_diag: Prediction, diagnostics: dict[str, Any], task: Task) -> RunOutcome:
+    """Plots, ``results.json`` (atomically), then tracking (a failure there loses nothing)."""
     if config.plots:
         plots = write_plots(out_dir, y_diag, p_diag, diagnostics, task)
         result = result.model_copy(update={"plots": [p.name for p in plots]})
@@ -482,6 +491,80 @@ def run(config: RunConfig, progress: ProgressFactory = _no_progress) -> RunOutco
         except ReleoError as exc:
             tracking_error = str(exc)
     return RunOutcome(result, out_dir, tracking_error)
+
+
+def _run_direct(config: RunConfig, task: Task, encoder: Encoder, device: torch.device,
+                progress: ProgressFactory, t_start: float) -> RunOutcome:
+    """``--probe none``: the encoder's own prediction of the target (a :class:`Retriever`) on
+    the test split, scored like a probe's. Nothing is trained (train / val splits are not
+    loaded, ``--seeds`` and ``--label-fraction`` have no effect: one deterministic result,
+    recorded as seed 0 with probe name ``none``); embeddings are not cached."""
+    target = task.meta.target
+    problem = retrieval_problem(encoder, target)
+    if problem:
+        raise UsageError(f"--probe {DIRECT_PROBE}: model {config.model!r} cannot predict the "
+                         f"target {target.name!r} of task {task.meta.name!r} directly: {problem}; "
+                         f"use a probe (e.g. --probe {DEFAULT_PROBES[target.kind]})")
+    if config.train_task:
+        raise UsageError(f"--probe {DIRECT_PROBE} trains nothing: --train-task "
+                         f"{config.train_task!r} does not apply")
+    assert isinstance(encoder, Retriever)
+    emeta = encoder.meta
+    missing = [m for m in emeta.modalities if emeta.modalities[m].required
+               and m not in task.meta.modalities]
+    if missing:
+        raise UsageError(f"model {emeta.name!r} needs modalities {missing}; task "
+                         f"{task.meta.name!r} provides {list(task.meta.modalities)}")
+    t0 = time.perf_counter()
+    data = task.load("test")
+    data.check_outputs(target)
+    hashes = {"test": data.content_hash()}
+    data_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    with progress(f"retrieving test ({emeta.name})", len(data)) as bar:
+        batch = prepare_batch(data.batch, emeta).to(encoder.device)
+        with torch.no_grad():
+            prediction = encoder.retrieve(batch, target, data.target_time)
+        bar.advance(len(data))
+    if len(prediction) != len(data):
+        raise ReleoError(f"model {emeta.name!r} retrieved {len(prediction)} predictions for "
+                         f"{len(data)} test samples")
+    embedding_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    y_test = data.target
+    per_seed = [SeedResult(seed=0, n_train=0, metrics=score(task, y_test, prediction))]
+    summaries = summarise(per_seed, "metrics", y_test, [prediction], data.groups, config.n_boot)
+    diagnostics = diagnostics_for(y_test, prediction)
+    if diagnostics:
+        diagnostics["seed"] = 0
+    metrics_s = time.perf_counter() - t0
+
+    now = dt.datetime.now(dt.timezone.utc)
+    out_dir = config.output or Path("runs") / f"{now:%Y%m%dT%H%M%SZ}-{emeta.name}-{task.meta.name}"
+    result = RunResult(
+        run_id=uuid.uuid4().hex, created=now.isoformat(timespec="seconds"),
+        model=ModelRecord(name=emeta.name, version=emeta.version,
+                          weights_sha256=encoder.weights_sha256, config=encoder.config(),
+                          embedding_shape=list(emeta.embedding_shape), output=emeta.output),
+        task=TaskRecord(name=task.meta.name, version=task.meta.version, data_hash=hashes,
+                        target=target.name, target_kind=target.kind, outputs=None,
+                        main_score=task.meta.main_score, n_samples={"test": len(data)},
+                        train_task=None),
+        probe=ProbeRecord(name=DIRECT_PROBE, params={}, fitted_params=[{}]),
+        seeds=[0], label_fraction=1.0, per_seed=per_seed, metrics=summaries,
+        unscaled_metrics={}, diagnostics=diagnostics,
+        timings=Timings(data_s=data_s, embedding_s=embedding_s, probe_s=0.0,
+                        metrics_s=metrics_s, total_s=time.perf_counter() - t_start),
+        cache=CacheRecord(enabled=False, hits={"test": False}, resumed_chunks={"test": 0},
+                          keys={"test": ""}),
+        environment=Environment(releo_bench=__version__, python=python_version(),
+                                platform=platform.platform(), packages=package_versions(),
+                                device=str(device), device_name=device_name(device),
+                                code_version=code_version()),
+    )
+    return _finish(config, result, Path(out_dir), y_test, prediction, diagnostics, task)
 
 
 __all__ = ["RunConfig", "RunOutcome", "run", "HARNESS_VERSION"]

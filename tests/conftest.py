@@ -19,6 +19,7 @@ def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("RELEO_DATA_DIR", str(base / "data"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("RELEO_DATASETS_DIR", str(SHARED / "data"))  # real-data tasks read here
+    monkeypatch.setenv("RELEO_WEIGHTS_DIR", str(SHARED / "weights"))
 
 
 @pytest.fixture(scope="session")

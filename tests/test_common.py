@@ -9,7 +9,17 @@ from releo_bench.registries import ENCODERS, METRICS, PROBES, TASKS
 
 @pytest.mark.parametrize("name", ENCODERS.names())
 def test_encoder_contract(name):
-    check_encoder(ENCODERS.get(name)())
+    from releo_bench.weights import WeightsError, resolve
+
+    cls = ENCODERS.get(name)
+    for f in getattr(cls, "WEIGHTS", ()):
+        try:
+            resolve(f)
+        except WeightsError as exc:  # a clone without ../shared/weights
+            if "not found" in str(exc):
+                pytest.skip(str(exc))
+            raise
+    check_encoder(cls())
 
 
 @pytest.mark.parametrize("name", TASKS.names())

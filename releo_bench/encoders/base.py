@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Mapping, Protocol, runtime_checkable
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -131,5 +131,36 @@ class Encoder(ABC):
         return self.meta.weights.sha256
 
 
+@runtime_checkable
+class Retriever(Protocol):
+    """An encoder that predicts some task targets directly, with no probe (``--probe none``).
+
+    ``retrievable`` maps each target name it can predict to the unit it predicts it in (the
+    runner only uses the retriever for a task whose target has that name and unit).
+    ``retrieve`` gets a batch already prepared by the harness (as for ``encode``), the task's
+    :class:`TargetSpec` and its ``target_time`` (``[B]`` datetime64 or None) and returns one
+    predictive distribution per sample, deterministically (the same every seed).
+    """
+
+    retrievable: Mapping[str, str | None]
+
+    def retrieve(self, batch: "EOBatch", target: "TargetSpec",
+                 target_time: "Any | None") -> "Prediction": ...
+
+
+def retrieval_problem(encoder: Encoder, target: "TargetSpec") -> str | None:
+    """Why ``encoder`` cannot retrieve ``target`` directly, or None when it can."""
+    if not isinstance(encoder, Retriever):
+        return "it predicts no target directly (it is not a Retriever)"
+    names = dict(encoder.retrievable)
+    if target.outputs is not None or target.name not in names:
+        return f"it retrieves only {sorted(names)}, not target {target.name!r}"
+    unit = names[target.name]
+    if unit is not None and target.unit is not None and unit != target.unit:
+        return f"it retrieves {target.name!r} in {unit!r}, the task wants {target.unit!r}"
+    return None
+
+
 from ..batch import EOBatch  # noqa: E402  (type reference only, avoids a cycle at import)
-from ..tasks.base import TaskData  # noqa: E402
+from ..predictions import Prediction  # noqa: E402
+from ..tasks.base import TargetSpec, TaskData  # noqa: E402
