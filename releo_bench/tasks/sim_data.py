@@ -3,7 +3,8 @@
 Every simulated task (``lai``, ``cab``, ``ccc``, ``crop-phenology``, ``land-cover``) draws its
 samples from the same six scenes of :func:`releo_bench.physics.scene.simulate_scene`, whole
 scenes per split (:data:`SPLIT_SEEDS`), so no field and no pair of neighbouring pixels is
-shared by two splits. A scene is simulated once per process (in memory) whichever task asks
+shared by two splits. A scene is simulated once per machine (stored in the cache directory,
+:mod:`releo_bench.physics.scene_cache`) and kept in memory per process whichever task asks
 first; the tasks then only index it.
 
 A sample is one pixel (``H = W = 1``) with its whole year of observations:
@@ -27,6 +28,7 @@ import torch
 
 from ..batch import EOBatch, Modality
 from ..physics.scene import SIMULATOR_VERSION, Scene, SceneConfig, simulate_scene
+from ..physics.scene_cache import cached_scene
 from .base import DatasetRef
 
 # Pinned design: changing any of these changes the data, so the task versions must change.
@@ -57,10 +59,11 @@ _SCENES: dict[int, Scene] = {}
 
 def scene(seed: int) -> Scene:
     """The simulated scene of ``seed``: simulated on the CPU (reproducible numbers) the first
-    time any task asks for it in this process, then kept in memory."""
+    time any task asks for it on this machine (then read from the on-disk cache), and kept in
+    memory in this process."""
     with _lock:
         if seed not in _SCENES:
-            _SCENES[seed] = simulate_scene(seed, SCENE_CONFIG)
+            _SCENES[seed] = cached_scene(seed, SCENE_CONFIG, simulate_scene)
         return _SCENES[seed]
 
 
