@@ -112,6 +112,15 @@ def build_task(name: str, options: dict[str, Any] | None = None) -> Task:
         raise UsageError(f"task {name!r} does not accept options {sorted(options)}: {exc}") from exc
 
 
+def check_modalities(emeta: Any, task: Task) -> None:
+    """Refuse a model whose required modalities the task does not provide (exit code 2)."""
+    missing = [m for m in emeta.modalities if emeta.modalities[m].required
+               and m not in task.meta.modalities]
+    if missing:
+        raise UsageError(f"model {emeta.name!r} needs modalities {missing}; task "
+                         f"{task.meta.name!r} provides {list(task.meta.modalities)}")
+
+
 def check_transfer(source: Task, target: Task) -> None:
     """A probe trained on ``source`` can be tested on ``target`` only for the same quantity."""
     a, b = source.meta.target, target.meta.target
@@ -347,11 +356,7 @@ def run(config: RunConfig, progress: ProgressFactory = _no_progress) -> RunOutco
     data_s = time.perf_counter() - t0
     encoder = encoder.adapt_to(data["train"])
     emeta = encoder.meta
-    missing = [m for m in emeta.modalities if emeta.modalities[m].required
-               and m not in task.meta.modalities]
-    if missing:
-        raise UsageError(f"model {emeta.name!r} needs modalities {missing}; task "
-                         f"{task.meta.name!r} provides {list(task.meta.modalities)}")
+    check_modalities(emeta, task)
 
     # -- embeddings (cached) ------------------------------------------------------------
     t0 = time.perf_counter()
@@ -510,11 +515,7 @@ def _run_direct(config: RunConfig, task: Task, encoder: Encoder, device: torch.d
                          f"{config.train_task!r} does not apply")
     assert isinstance(encoder, Retriever)
     emeta = encoder.meta
-    missing = [m for m in emeta.modalities if emeta.modalities[m].required
-               and m not in task.meta.modalities]
-    if missing:
-        raise UsageError(f"model {emeta.name!r} needs modalities {missing}; task "
-                         f"{task.meta.name!r} provides {list(task.meta.modalities)}")
+    check_modalities(emeta, task)
     t0 = time.perf_counter()
     data = task.load("test")
     data.check_outputs(target)
