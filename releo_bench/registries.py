@@ -22,6 +22,12 @@ def _builtin_encoders() -> None:
                                    "PROSAIL variables; retrieves lai/cab/ccc with --probe none")
     ENCODERS.register_lazy("snap", "releo_bench.encoders.snap:SnapEncoder",
                            summary="ESA SNAP S2 biophysical networks: per-date LAI, CCC, CWC, FAPAR, FCOVER")
+    ENCODERS.register_lazy("alise", "releo_bench.encoders.alise:Alise",
+                           summary="ALISE^S2 / MALICE S2 branch (ONNX weights, AGPL-3.0): 10 learned "
+                                   "temporal queries x 64, averaged over the patch (640)")
+    ENCODERS.register_lazy("ubarn", "releo_bench.encoders.alise:Ubarn",
+                           summary="per-date 64-d temporal-transformer outputs of MALICE's S2 branch "
+                                   "(U-BARN-like; original U-BARN weights are not public)")
 
 
 def _builtin_tasks() -> None:

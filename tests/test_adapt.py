@@ -69,3 +69,26 @@ class _WrongShape(Encoder):
 def test_encoder_output_is_checked_against_metadata():
     with pytest.raises(ReleoError, match=r"returned \(2, 7\), its metadata declares \(2, 1\)"):
         encode_batch(_WrongShape(), _batch(("B4",), "reflectance"))
+
+
+def test_pixel_samples_are_tiled_for_patch_encoders_and_patches_are_not():
+    import numpy as np
+    import torch
+
+    from releo_bench.batch import EOBatch, Modality
+    from releo_bench.encoders.adapt import tile_pixels
+
+    dates = np.array([["2021-05-01", "2021-05-06"]], dtype="datetime64[D]")
+    values = torch.arange(6, dtype=torch.float32).reshape(1, 2, 3, 1, 1)
+    mask = torch.tensor([[True, False]]).reshape(1, 2, 1, 1)
+    batch = EOBatch({"s2": Modality(values, dates, mask, ("B2", "B3", "B4"), "reflectance")},
+                    ("a",), {})
+    tiled = tile_pixels(batch, 16)["s2"]
+    assert tiled.values.shape == (1, 2, 3, 16, 16) and tiled.mask.shape == (1, 2, 16, 16)
+    assert torch.equal(tiled.values[..., 7, 11], values[..., 0, 0])
+    assert tiled.mask[0, 0].all() and not tiled.mask[0, 1].any()
+    assert tile_pixels(batch, 1) is batch  # encoders without a minimum patch size
+    patch = EOBatch({"s2": Modality(values.expand(1, 2, 3, 4, 4), dates,
+                                    mask.expand(1, 2, 4, 4), ("B2", "B3", "B4"), "reflectance")},
+                    ("a",), {})
+    assert tile_pixels(patch, 16) is patch  # a 4 x 4 patch is not a pixel: not invented

@@ -70,10 +70,24 @@ def prepare_batch(batch: EOBatch, meta: EncoderMeta) -> EOBatch:
     return EOBatch(prepared, batch.sample_ids, batch.extras)
 
 
+def tile_pixels(batch: EOBatch, size: int) -> EOBatch:
+    """Pixel samples (1 x 1: no spatial context in the task) for a patch encoder: each pixel
+    repeated into a ``size x size`` patch (values and mask). Patches of 2 .. size-1 px are left
+    as they are (and refused): tiling would invent context a real neighbourhood should give."""
+    if size <= 1 or any(m.values.shape[-2:] != (1, 1) for m in batch.modalities.values()):
+        return batch
+    tiled = {name: Modality(m.values.expand(*m.values.shape[:-2], size, size).contiguous(),
+                            m.dates, m.mask.expand(*m.mask.shape[:-2], size, size).contiguous(),
+                            m.bands, m.units)
+             for name, m in batch.modalities.items()}
+    return EOBatch(tiled, batch.sample_ids, batch.extras)
+
+
 def encode_batch(encoder: Encoder, batch: EOBatch) -> Embeddings:
     """Prepare ``batch`` for ``encoder``, encode it and check the result against the metadata."""
     meta = encoder.meta
     batch = prepare_batch(batch, meta)
+    batch = tile_pixels(batch, meta.min_patch_size)
     smallest = min(m.values.shape[-1] for m in batch.modalities.values())
     if smallest < meta.min_patch_size:
         raise DataError(f"encoder {meta.name!r} needs patches of at least {meta.min_patch_size} px,"
