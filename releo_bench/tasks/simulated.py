@@ -17,6 +17,8 @@ its splits on first ``load`` and keeps them.
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import threading
 
 import numpy as np
@@ -50,8 +52,9 @@ class _SimulatedTask(Task):
                 self._cache[split] = self._make(split)
             return self._cache[split]
 
-    def _make(self, split: str) -> TaskData:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _make(self, split: str) -> TaskData:
+        """Build one split from the simulated scenes."""
 
 
 # -- per-date retrieval: lai, cab, ccc -------------------------------------------------------
@@ -71,8 +74,9 @@ def _retrieval_meta(name: str, what: str, target: TargetSpec) -> TaskMeta:
 class _Retrieval(_SimulatedTask):
     """Target = a per-pixel, per-S2-date truth of the scene at the drawn clear date."""
 
+    @abstractmethod
     def _truth(self, pixels: Pixels, date_idx: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """The target of each pixel at its drawn date."""
 
     def _make(self, split: str) -> TaskData:
         parts, targets, times = [], [], []
