@@ -41,8 +41,8 @@ from torch import nn
 
 from ..batch import EOBatch
 from ..errors import UsageError
-from ..weights import WeightsFile, resolve
-from .base import Embeddings, Encoder, EncoderMeta, ModalityInput, WeightsSource
+from ..weights import WeightsFile
+from .base import Embeddings, EncoderMeta, ModalityInput, PretrainedEncoder, WeightsSource
 
 NAME = "alise"
 COMMIT = "41762442"
@@ -310,7 +310,7 @@ def _to_model_size(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-class Alise(Encoder):
+class Alise(PretrainedEncoder):
     """Options: ``weights`` (path of ``malice_s2.onnx`` or a folder holding it),
     ``min_valid`` (fraction of valid pixels for a date to be kept, default 0.5),
     ``chunk`` (samples per forward pass, default 8; does not change the embeddings)."""
@@ -354,14 +354,11 @@ class Alise(Encoder):
     def meta(self) -> EncoderMeta:
         return self._meta
 
-    def config(self) -> dict[str, Any]:
-        return {k: v for k, v in self.options.items() if k != "weights"}
-
     @property
     def net(self) -> AliseNet:
         """The network, read from the verified weights file on first use."""
         if self._net is None:
-            path = resolve(self.WEIGHTS[0], self.options.get("weights"))
+            path = self.weights_path()
             self._net = AliseNet.from_onnx(path).to(self.device)
         return self._net
 

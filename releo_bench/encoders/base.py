@@ -8,9 +8,11 @@ order or scale is the most common silent bug in EO benchmarks.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Mapping, Protocol, runtime_checkable
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -159,6 +161,24 @@ def retrieval_problem(encoder: Encoder, target: "TargetSpec") -> str | None:
     if unit is not None and target.unit is not None and unit != target.unit:
         return f"it retrieves {target.name!r} in {unit!r}, the task wants {target.unit!r}"
     return None
+
+
+class PretrainedEncoder(Encoder):
+    """An encoder whose weights are files declared in :attr:`WEIGHTS` (see
+    :mod:`releo_bench.weights`); the ``weights`` option points at a local copy."""
+
+    WEIGHTS: ClassVar[tuple["WeightsFile", ...]] = ()
+
+    def config(self) -> dict[str, Any]:
+        # where the weights were read from does not change the embeddings: their sha256 is in
+        # the cache key (weights_sha256), the path is not
+        return {k: v for k, v in self.options.items() if k != "weights"}
+
+    def weights_path(self, index: int = 0) -> "Path":
+        """The verified local path of ``WEIGHTS[index]`` (never downloads)."""
+        from ..weights import resolve
+
+        return resolve(self.WEIGHTS[index], self.options.get("weights"))
 
 
 from ..batch import EOBatch  # noqa: E402  (type reference only, avoids a cycle at import)

@@ -37,8 +37,8 @@ from ..batch import EOBatch, Modality
 from ..errors import UsageError
 from ..predictions import Prediction, Samples, TruncatedNormal
 from ..tasks.base import TargetSpec
-from ..weights import WeightsFile, resolve
-from .base import Embeddings, Encoder, EncoderMeta, ModalityInput, WeightsSource, \
+from ..weights import WeightsFile
+from .base import Embeddings, EncoderMeta, ModalityInput, PretrainedEncoder, WeightsSource, \
     retrieval_problem
 
 NAME = "prosail-vae"
@@ -169,7 +169,7 @@ def nearest_valid(dates: np.ndarray, valid: np.ndarray, target: np.ndarray) -> t
     return (idx[:, 0], ok[:, 0]) if squeeze else (idx, ok)
 
 
-class ProsailVAE(Encoder):
+class ProsailVAE(PretrainedEncoder):
     """Options: ``weights`` (explicit path of ``prosailvae.onnx`` or a folder holding it)."""
 
     WEIGHTS: tuple[WeightsFile, ...] = (
@@ -206,15 +206,11 @@ class ProsailVAE(Encoder):
     def meta(self) -> EncoderMeta:
         return self._meta
 
-    def config(self) -> dict[str, Any]:
-        # the weights path does not change the embeddings (their sha256 is in the cache key)
-        return {k: v for k, v in self.options.items() if k != "weights"}
-
     @property
     def net(self) -> ProsailVAENet:
         """The network, read from the verified weights file on first use."""
         if self._net is None:
-            path = resolve(self.WEIGHTS[0], self.options.get("weights"))
+            path = self.weights_path()
             self._net = ProsailVAENet.from_onnx(path).to(self.device)
         return self._net
 

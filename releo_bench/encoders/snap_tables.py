@@ -55,7 +55,7 @@ DOMAIN_FILES = ("DefinitionDomain_MinMax", "DefinitionDomain_Grid")
 VERSIONS = ("2_1", "3_0")
 SENSORS = ("s2a", "s2b")
 
-# sha256 of the shared copy (../shared/weights/snap_s2tbx), per file
+# sha256 of each s2tbx auxdata file (as published upstream), per file
 SHA256: dict[str, str] = {
     "2_1/LAI/LAI_Normalisation": "db9961f9303db4b2677edd5e69600f005474f3e982a5ed8980fb26e4f776e11c",
     "2_1/LAI/LAI_Denormalisation": "af92632fb58a5599c79f93798ab8af9e9a5138e33eff68a1ff68916153e44470",

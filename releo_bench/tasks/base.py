@@ -7,6 +7,7 @@ tile, site) used by grouped splits and grouped bootstraps.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Literal
@@ -151,3 +152,23 @@ class Task(ABC):
         if split not in self.meta.splits:
             raise DataError(f"task {self.meta.name!r} has no split {split!r} (it has "
                             f"{list(self.meta.splits)})")
+
+
+class LazySplitsTask(Task):
+    """A task whose splits are built on first request (``_make``) and kept per instance,
+    thread-safely: generated or derived data that is costly to rebuild."""
+
+    def __init__(self) -> None:
+        self._splits: dict[str, TaskData] = {}
+        self._splits_lock = threading.Lock()
+
+    def load(self, split: str) -> TaskData:
+        self.check_split(split)
+        with self._splits_lock:
+            if split not in self._splits:
+                self._splits[split] = self._make(split)
+            return self._splits[split]
+
+    @abstractmethod
+    def _make(self, split: str) -> TaskData:
+        """Build one split."""

@@ -22,7 +22,6 @@ invalid).
 
 from __future__ import annotations
 
-import threading
 from functools import cached_property
 
 import numpy as np
@@ -32,7 +31,7 @@ from ..batch import EOBatch, Modality, pad_series
 from ..errors import DataError
 from ..metrics import STANDARD_METRICS
 from ..physics.scene import S2_L2A_BANDS
-from .base import TargetSpec, Task, TaskData, TaskMeta
+from .base import LazySplitsTask, TargetSpec, Task, TaskData, TaskMeta
 from .sim_data import SAMPLING_SEED, SIM_DATASET, SPLIT_DESIGN, Pixels, make_batch, split_pixels
 
 HELD_PER_PIXEL = 2
@@ -77,7 +76,7 @@ def held_out_dates(pixels: Pixels) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(pix, dtype=np.int64), np.asarray(dates, dtype=np.int64)
 
 
-class GapFilling(Task):
+class GapFilling(LazySplitsTask):
     """Simulated gap filling; ``with_s1`` adds the S1 series to the inputs."""
 
     meta = _meta("gap-filling", False)
@@ -86,15 +85,7 @@ class GapFilling(Task):
         self.with_s1 = bool(with_s1)
         if self.with_s1 != (type(self).meta.modalities.count("s1") == 1):
             self.meta = _meta("gap-filling-s1" if self.with_s1 else "gap-filling", self.with_s1)
-        self._cache: dict[str, TaskData] = {}
-        self._lock = threading.Lock()
-
-    def load(self, split: str) -> TaskData:
-        self.check_split(split)
-        with self._lock:
-            if split not in self._cache:
-                self._cache[split] = self._make(split)
-            return self._cache[split]
+        super().__init__()
 
     def _make(self, split: str) -> TaskData:
         parts, targets, held = [], [], []

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from abc import abstractmethod
 
-import threading
 
 import numpy as np
 import torch
@@ -28,7 +27,7 @@ from ..errors import UsageError
 from ..metrics import STANDARD_METRICS
 from ..physics.phenology import DoubleLogistic, double_logistic, season_dates
 from ..physics.scene import DEFAULT_CLASSES
-from .base import TargetSpec, Task, TaskData, TaskMeta
+from .base import LazySplitsTask, TargetSpec, Task, TaskData, TaskMeta
 from .sim_data import (SIM_DATASET, SPLIT_DESIGN, Pixels, clear_date_index, make_batch,
                        split_pixels)
 
@@ -38,23 +37,8 @@ _INPUTS = ("inputs: the pixel's whole 2021 Sentinel-2 L2A series (12 bands, refl
            "the S2 sun/view angles")
 
 
-class _SimulatedTask(Task):
-    """Common machinery: splits assembled lazily, kept per instance."""
-
-    def __init__(self) -> None:
-        self._cache: dict[str, TaskData] = {}
-        self._lock = threading.Lock()
-
-    def load(self, split: str) -> TaskData:
-        self.check_split(split)
-        with self._lock:
-            if split not in self._cache:
-                self._cache[split] = self._make(split)
-            return self._cache[split]
-
-    @abstractmethod
-    def _make(self, split: str) -> TaskData:
-        """Build one split from the simulated scenes."""
+class _SimulatedTask(LazySplitsTask):
+    """Common machinery: splits assembled lazily from the simulated scenes, kept per instance."""
 
 
 # -- per-date retrieval: lai, cab, ccc -------------------------------------------------------
