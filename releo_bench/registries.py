@@ -28,6 +28,12 @@ def _builtin_encoders() -> None:
     ENCODERS.register_lazy("ubarn", "releo_bench.encoders.alise:Ubarn",
                            summary="per-date 64-d temporal-transformer outputs of MALICE's S2 branch "
                                    "(U-BARN-like; original U-BARN weights are not public)")
+    ENCODERS.register_lazy("presto", "releo_bench.encoders.presto:Presto",
+                           summary="Presto (MIT): pixel time series as monthly composites of S1, S2, "
+                                   "ERA5, SRTM -> 128-d (pretrained on L1C)")
+    ENCODERS.register_lazy("galileo-nano", "releo_bench.encoders.galileo:GalileoNano",
+                           summary="Galileo nano encoder (MIT): S1 + S2 + NDVI monthly space-time "
+                                   "tokens -> 128-d, pixel and patch modes (pretrained on L1C)")
 
 
 def _builtin_tasks() -> None:
