@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 
 
 class _Strict(BaseModel):
@@ -29,6 +29,10 @@ class ModelRecord(_Strict):
     config: dict[str, Any] = Field(default_factory=dict, description="encoder options")
     embedding_shape: list[int]
     output: Literal["pooled", "per_date"]
+    spatial_context: Literal["scene", "tiled", "none"] = Field(
+        "none", description="how pixel samples met a patch encoder: 'scene' = each pixel's "
+                            "embedding from its whole scene (real neighbours), 'tiled' = the pixel "
+                            "repeated into a patch (no context), 'none' = not applicable")
 
 
 class TaskRecord(_Strict):
@@ -99,7 +103,7 @@ class Environment(_Strict):
 
 
 class RunResult(_Strict):
-    schema_version: Literal["1.0", "1.1", "1.2"] = Field(SCHEMA_VERSION, description="1.1 adds bootstrap intervals, unscaled metrics, diagnostics and plots; 1.2 adds task.outputs and per-output metric keys '<metric>/<output>' for multi-output regression (all optional, so 1.0 and 1.1 files still read)")
+    schema_version: Literal["1.0", "1.1", "1.2", "1.3"] = Field(SCHEMA_VERSION, description="1.1 adds bootstrap intervals, unscaled metrics, diagnostics and plots; 1.2 adds task.outputs and per-output metric keys '<metric>/<output>' for multi-output regression; 1.3 adds model.spatial_context (all optional, so older files still read)")
     run_id: str
     created: str = Field(description="ISO 8601 UTC time the run finished")
     model: ModelRecord

@@ -20,7 +20,7 @@ import torch
 
 from . import __version__
 from .cache import HARNESS_VERSION, CachedEmbeddings, EmbeddingCache
-from .encoders.adapt import encode_batch, pool_time, prepare_batch
+from .encoders.adapt import SceneEmbeddings, encode_batch, pool_time, prepare_batch, spatial_context
 from .encoders.base import Encoder, Retriever, retrieval_problem
 from .environment import code_version, device_name, package_versions, python_version, resolve_device
 from .errors import ReleoError, UnknownNameError, UsageError
@@ -155,13 +155,26 @@ def check_names(config: RunConfig) -> None:
         raise UsageError("; ".join(problems))
 
 
+def target_date_features(target_time: np.ndarray) -> np.ndarray:
+    """``[N, 2]`` sin and cos of the target date's day of year (period 365.25 days)."""
+    d = np.asarray(target_time, dtype="datetime64[D]")
+    doy = (d - d.astype("datetime64[Y]")).astype("int64").astype(np.float64)
+    angle = 2.0 * np.pi * doy / 365.25
+    return np.stack([np.sin(angle), np.cos(angle)], axis=1).astype(np.float32)
+
+
 def features_for_split(data: TaskData, cached: CachedEmbeddings, time_modality: str | None
                        ) -> np.ndarray:
-    """One feature vector per sample: pooled embeddings as they are; per-date embeddings at the
-    target date when the task has one (nearest valid date), else averaged over valid dates."""
+    """One feature vector per sample: per-date embeddings at the target date when the task has
+    one (nearest valid date), else averaged over valid dates; pooled embeddings as they are,
+    plus the target date's day of year (sin, cos) when the task has target dates: a season
+    summary alone cannot say *when* a per-date target (LAI at a date) is wanted."""
     feats = cached.features
     if cached.time_mask is None:
-        return feats.reshape(len(feats), -1)
+        flat = feats.reshape(len(feats), -1)
+        if data.target_time is None:
+            return flat
+        return np.concatenate([flat, target_date_features(data.target_time)], axis=1)
     mask = cached.time_mask
     if data.target_time is None or time_modality is None:
         pooled = pool_time(feats, mask)
@@ -364,14 +377,19 @@ def run(config: RunConfig, progress: ProgressFactory = _no_progress) -> RunOutco
     encoder_identity = {"name": emeta.name, "version": emeta.version,
                         "config": encoder.config(), "weights_sha256": encoder.weights_sha256}
     cached: dict[str, CachedEmbeddings] = {}
+    context_mode = {s: spatial_context(encoder, data[s]) for s in splits}
     for s in splits:
         d = data[s]
         key = cache.make_key(encoder_identity, {"task": split_task[s].meta.name,
                                                 "version": split_task[s].meta.version,
-                                                "split": s, "data_hash": hashes[s]})
+                                                "split": s, "data_hash": hashes[s],
+                                                "spatial_context": context_mode[s]})
 
         def compute(start: int, stop: int, d: TaskData = d):
             return encode_batch(encoder, d.batch.index(slice(start, stop)))
+
+        if context_mode[s] == "scene":
+            compute = SceneEmbeddings(encoder, d.context)  # type: ignore[arg-type,assignment]
 
         with progress(f"embedding {s} ({emeta.name})", len(d)) as bar:
             if config.use_cache:
@@ -447,7 +465,8 @@ def run(config: RunConfig, progress: ProgressFactory = _no_progress) -> RunOutco
         run_id=run_id, created=now.isoformat(timespec="seconds"),
         model=ModelRecord(name=emeta.name, version=emeta.version,
                           weights_sha256=encoder.weights_sha256, config=encoder.config(),
-                          embedding_shape=list(emeta.embedding_shape), output=emeta.output),
+                          embedding_shape=list(emeta.embedding_shape), output=emeta.output,
+                          spatial_context=context_mode["test"]),
         task=TaskRecord(name=task.meta.name, version=task.meta.version, data_hash=hashes,
                         target=task.meta.target.name, target_kind=kind,
                         outputs=list(outputs) if outputs is not None else None,

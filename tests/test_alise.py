@@ -13,7 +13,8 @@ import torch
 from releo_bench.batch import EOBatch, Modality
 from releo_bench.checks import check_encoder
 from releo_bench.encoders.adapt import encode_batch
-from releo_bench.encoders.alise import Alise, AliseNet, Ubarn, normalise_s2
+from releo_bench.encoders.alise import Alise, Ubarn
+from releo_bench.encoders.alise_net import AliseNet, normalise_s2
 from releo_bench.registries import ENCODERS
 
 # EuroSAT GeoTIFF band order: B01..B08, B09, B10, B11, B12, B8A
@@ -118,7 +119,7 @@ def test_encoder_masked_dates_ignored(onnx_path):
     again = encode_batch(enc, _batch(noisy, mask, dates)).features
     assert first.shape == (2, 640)
     assert torch.equal(first, again)
-    _, _, padd = enc.inputs(_batch(values, mask, dates))
+    padd = enc.branch.inputs(_batch(values, mask, dates)["s2"]).padd
     assert padd.tolist() == [[False, True, False, False], [False, False, True, False]]
 
 
@@ -156,7 +157,7 @@ def test_ubarn_per_date(onnx_path):
 def test_lazy_weights_and_options(tmp_path):
     enc = Alise(weights=str(tmp_path / "nothing.onnx"))
     assert enc.meta.embedding_shape == (640,)  # metadata without weights
-    assert enc._net is None  # nothing read yet
+    assert enc._branch is None  # nothing read yet
     from releo_bench.errors import UsageError
     with pytest.raises(UsageError):
         Alise(bogus=1)

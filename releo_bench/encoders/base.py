@@ -134,6 +134,22 @@ class Encoder(ABC):
 
 
 @runtime_checkable
+class DenseEncoder(Protocol):
+    """An encoder that also gives one embedding per pixel of a patch (fully convolutional or
+    per-pixel attention, e.g. ALISE). For pixel samples of a task that gives their spatial
+    context (:class:`~releo_bench.tasks.base.PixelContext`), the harness encodes the whole
+    scenes once with :meth:`encode_dense` and takes each sample's pixel, instead of tiling the
+    pixel into an artificial patch.
+
+    ``encode_dense`` gets a batch prepared by the harness (as for ``encode``) and returns
+    :class:`Embeddings` whose features are ``[B, *embedding_shape, H, W]`` (pooled output) or
+    ``[B, T, *embedding_shape, H, W]`` (per-date output, ``time_mask [B, T]``).
+    """
+
+    def encode_dense(self, batch: "EOBatch") -> Embeddings: ...
+
+
+@runtime_checkable
 class Retriever(Protocol):
     """An encoder that predicts some task targets directly, with no probe (``--probe none``).
 

@@ -92,6 +92,38 @@ class TaskMeta(BaseModel):
 
 
 @dataclass(frozen=True)
+class PixelContext:
+    """Where pixel samples sit in whole images, so that patch encoders see real neighbours.
+
+    scenes: an :class:`EOBatch` of ``S`` images ``[S, T, C, H, W]`` with the same modalities,
+    bands, units and date axes as the samples' batch (sample ``i``'s series is pixel
+    ``(rows[i], cols[i])`` of scene ``scene_index[i]``).
+    Only for tasks where showing the whole scene leaks nothing about the target (never when
+    a target date is hidden in the inputs, as in gap-filling).
+    """
+
+    scenes: EOBatch
+    scene_index: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+
+    def __post_init__(self) -> None:
+        n_scenes = len(self.scenes)
+        shapes = {k: m.values.shape[-2:] for k, m in self.scenes.modalities.items()}
+        h, w = next(iter(shapes.values()))
+        if len(set(shapes.values())) != 1:
+            raise DataError(f"context scenes: modalities have different grids {shapes}")
+        for name, v, hi in (("scene_index", self.scene_index, n_scenes), ("rows", self.rows, h),
+                            ("cols", self.cols, w)):
+            v = np.asarray(v)
+            if v.ndim != 1 or len(v) != len(self.scene_index):
+                raise DataError(f"context {name}: expected one entry per sample")
+            if len(v) and (v.min() < 0 or v.max() >= hi):
+                raise DataError(f"context {name}: values must be in [0, {hi}), got "
+                                f"[{v.min()}, {v.max()}]")
+
+
+@dataclass(frozen=True)
 class TaskData:
     """One split of a task.
 
@@ -99,12 +131,14 @@ class TaskData:
     for a multi-output regression target (``TargetSpec.outputs``, K names).
     groups: ``[N]`` spatial group label per sample (field, tile, site), or None.
     target_time: ``[N]`` datetime64 date the target refers to (per-date targets), or None.
+    context: for pixel samples cut from images, the images (see :class:`PixelContext`).
     """
 
     batch: EOBatch
     target: np.ndarray
     groups: np.ndarray | None = None
     target_time: np.ndarray | None = None
+    context: PixelContext | None = None
 
     def __post_init__(self) -> None:
         n = len(self.batch)
@@ -116,6 +150,9 @@ class TaskData:
             v = getattr(self, name)
             if v is not None and len(v) != n:
                 raise DataError(f"{len(v)} {name} for {n} samples")
+        if self.context is not None and len(self.context.scene_index) != n:
+            raise DataError(f"context locates {len(self.context.scene_index)} samples, the "
+                            f"split has {n}")
 
     def __len__(self) -> int:
         return len(self.batch)
@@ -136,6 +173,10 @@ class TaskData:
             parts.append(hash_arrays(np.asarray(self.groups).astype(str)))
         if self.target_time is not None:
             parts.append(hash_arrays(np.asarray(self.target_time, dtype="datetime64[D]")))
+        if self.context is not None:
+            ctx = self.context
+            parts += [hash_batch(ctx.scenes), hash_arrays(np.asarray(ctx.scene_index)),
+                      hash_arrays(np.asarray(ctx.rows)), hash_arrays(np.asarray(ctx.cols))]
         return hash_arrays(np.frombuffer("".join(parts).encode(), dtype=np.uint8))
 
 

@@ -16,6 +16,9 @@ A sample is one pixel (``H = W = 1``) with its whole year of observations:
   (valid on every S2 date, cloudy or not).
 
 Scenes have different date grids (random phase), so dates are padded with ``NaT``.
+
+The tasks also give the samples' scenes (:func:`make_context`, ``TaskData.context``): a patch
+encoder then sees each pixel with its real neighbours instead of a tiled copy of the pixel.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import torch
 from ..batch import EOBatch, Modality
 from ..physics.scene import SIMULATOR_VERSION, Scene, SceneConfig, simulate_scene
 from ..physics.scene_cache import cached_scene
-from .base import DatasetRef
+from .base import DatasetRef, PixelContext
 
 # Pinned design: changing any of these changes the data, so the task versions must change.
 SCENE_CONFIG = SceneConfig(size=32, n_fields=16)
@@ -174,6 +177,45 @@ def make_batch(parts: list[Pixels], split: str) -> EOBatch:
     seeds = np.concatenate([np.full(len(p), p.seed, dtype=np.int64) for p in parts])
     extras = {"field": groups, "scene_seed": seeds, "s2_platform": platform}
     return EOBatch(modalities, tuple(ids), extras)
+
+
+def make_context(parts: list[Pixels]) -> PixelContext:
+    """The whole scenes of ``parts`` as an EO batch with the samples' modalities, bands, units
+    and date axes (padded like :func:`make_batch`), and where each sample sits in them."""
+    scenes = [p.scene for p in parts]
+    t2 = max(len(s.s2_dates) for s in scenes)
+    t1 = max(len(s.s1_dates) for s in scenes)
+    c2, c1 = len(scenes[0].s2_bands), len(scenes[0].s1_bands)
+    n, size = len(scenes), SCENE_CONFIG.size
+    s2v = np.zeros((n, t2, c2, size, size), dtype=np.float32)
+    s2d = np.full((n, t2), np.datetime64("NaT"), dtype="datetime64[D]")
+    s2m = np.zeros((n, t2, size, size), dtype=bool)
+    angv = np.zeros((n, t2, len(ANGLE_BANDS), size, size), dtype=np.float32)
+    s1v = np.zeros((n, t1, c1, size, size), dtype=np.float32)
+    s1d = np.full((n, t1), np.datetime64("NaT"), dtype="datetime64[D]")
+    s1m = np.zeros((n, t1, size, size), dtype=bool)
+    for i, sc in enumerate(scenes):
+        nt2, nt1 = len(sc.s2_dates), len(sc.s1_dates)
+        s2v[i, :nt2] = sc.s2_reflectance.numpy()
+        s2d[i, :nt2] = sc.s2_dates
+        s2m[i, :nt2] = ~sc.s2_cloud.numpy()
+        ang = np.stack([sc.s2_angles["tts"], sc.s2_angles["tto"], sc.s2_angles["psi"]], axis=1)
+        angv[i, :nt2] = ang[:, :, None, None].astype(np.float32)
+        s1v[i, :nt1] = sc.s1.numpy()
+        s1d[i, :nt1] = sc.s1_dates
+        s1m[i, :nt1] = True
+    angm = np.broadcast_to(~np.isnat(s2d)[:, :, None, None], s2m.shape).copy()
+    modalities = {
+        "s2": Modality(torch.from_numpy(s2v), s2d, torch.from_numpy(s2m), scenes[0].s2_bands,
+                       "reflectance"),
+        "s1": Modality(torch.from_numpy(s1v), s1d, torch.from_numpy(s1m), scenes[0].s1_bands, "dB"),
+        "angles": Modality(torch.from_numpy(angv), s2d.copy(), torch.from_numpy(angm),
+                           ANGLE_BANDS, "degree"),
+    }
+    images = EOBatch(modalities, tuple(f"scene-{p.seed}" for p in parts))
+    index = np.concatenate([np.full(len(p), i, dtype=np.int64) for i, p in enumerate(parts)])
+    return PixelContext(images, index, np.concatenate([p.rows for p in parts]),
+                        np.concatenate([p.cols for p in parts]))
 
 
 def split_pixels(split: str) -> list[Pixels]:

@@ -29,7 +29,7 @@ from ..physics.phenology import DoubleLogistic, double_logistic, season_dates
 from ..physics.scene import DEFAULT_CLASSES
 from .base import LazySplitsTask, TargetSpec, Task, TaskData, TaskMeta
 from .sim_data import (SIM_DATASET, SPLIT_DESIGN, Pixels, clear_date_index, make_batch,
-                       split_pixels)
+                       make_context, split_pixels)
 
 MODALITIES = ("s2", "s1", "angles")
 _INPUTS = ("inputs: the pixel's whole 2021 Sentinel-2 L2A series (12 bands, reflectance 0-1, "
@@ -74,7 +74,7 @@ class _Retrieval(_SimulatedTask):
         batch = make_batch(parts, split)
         return TaskData(batch, np.concatenate(targets).astype(np.float64),
                         np.asarray(batch.extras["field"]),
-                        np.concatenate(times).astype("datetime64[D]"))
+                        np.concatenate(times).astype("datetime64[D]"), make_context(parts))
 
 
 def _at(grid: torch.Tensor, pixels: Pixels, date_idx: np.ndarray) -> np.ndarray:
@@ -191,7 +191,8 @@ class CropPhenology(_SimulatedTask):
             parts.append(p.select(keep))
             targets.append(y[keep])
         batch = make_batch(parts, split)
-        return TaskData(batch, np.concatenate(targets), np.asarray(batch.extras["field"]))
+        return TaskData(batch, np.concatenate(targets), np.asarray(batch.extras["field"]),
+                        context=make_context(parts))
 
 
 # -- land cover ----------------------------------------------------------------------------
@@ -212,7 +213,7 @@ class LandCover(_SimulatedTask):
         parts = split_pixels(split)
         y = np.concatenate([p.scene.class_map[p.rows, p.cols] for p in parts]).astype(np.int64)
         batch = make_batch(parts, split)
-        return TaskData(batch, y, np.asarray(batch.extras["field"]))
+        return TaskData(batch, y, np.asarray(batch.extras["field"]), context=make_context(parts))
 
 
 __all__ = ["SimulatedLAI", "SimulatedCab", "SimulatedCCC", "CropPhenology", "LandCover",
