@@ -31,6 +31,9 @@ def _builtin_encoders() -> None:
     ENCODERS.register_lazy("malice", "releo_bench.encoders.malice:Malice",
                            summary="MALICE (ONNX weights, AGPL-3.0): ALISE^S2 + ALISE^S1 branches, "
                                    "aligned 10 x 64 representations fused (mean: 640, concat: 1280)")
+    ENCODERS.register_lazy("prosail-mlp", "releo_bench.encoders.prosail_mlp:ProsailMLP",
+                           summary="physics baseline: mlp_gaussian probes trained on the project's "
+                                   "PROSAIL simulations; retrieves lai/cab/ccc with --probe none")
     ENCODERS.register_lazy("presto", "releo_bench.encoders.presto:Presto",
                            summary="Presto (MIT): pixel time series as monthly composites of S1, S2, "
                                    "ERA5, SRTM -> 128-d (pretrained on L1C)")
