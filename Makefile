@@ -20,10 +20,15 @@ $(STAMP): pyproject.toml constraints.txt | $(PY)
 
 install: $(STAMP)
 
-# The main job on the embedded default data: the `raw` baseline on the simulated `lai` task
-# (see README); pretrained encoders replace `raw` here once they land.
+# The main job on the embedded default data: ALISE (MALICE S2 branch) on the simulated `lai`
+# task (see README). Its weights come from $RELEO_WEIGHTS_DIR (../shared/weights when this
+# checkout has it), else the user cache; `weights fetch` downloads them once (sha256-checked)
+# when neither has them, and does nothing when they are already there.
+SHARED_WEIGHTS := $(wildcard ../shared/weights)
+RUN_ENV := $(if $(and $(SHARED_WEIGHTS),$(if $(RELEO_WEIGHTS_DIR),,1)),RELEO_WEIGHTS_DIR=$(abspath $(SHARED_WEIGHTS)),)
 run: $(STAMP)
-	$(VENV)/bin/releo-bench run --model raw --task lai --seeds 3
+	$(RUN_ENV) $(VENV)/bin/releo-bench weights fetch alise
+	$(RUN_ENV) $(VENV)/bin/releo-bench run --model alise --task lai --seeds 3
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q -p no:cacheprovider

@@ -3,8 +3,8 @@
 Presto and Galileo were pretrained on monthly composites (one step per calendar month). Real
 tasks give irregular dates with clouds; this module turns a :class:`Modality` into calendar-
 month steps: per pixel, band and month the median (or mean) of the *valid* observations of
-that month. A month without a valid observation is marked invalid (the encoder masks it); its
-values are 0.
+that month (the median of an even count averages the two middle values). A month without a
+valid observation is marked invalid (the encoder masks it); its values are 0.
 
 The window is per sample: from the month of its first dated observation to the month of its
 last, at most ``max_months`` months (the **last** ``max_months`` when the series is longer, so
@@ -49,17 +49,16 @@ def month_window(dates: np.ndarray, max_months: int,
     """First month (months since 1970-01, ``[B]``) of each sample's window and the batch length."""
     m = _month_index(dates)
     dated = m >= 0
+    if start is not None:
+        first = np.asarray(start, dtype="datetime64[M]").astype("int64")
+        return first, int(max_months)
     if not dated.any(axis=1).all():
         first_bad = int(np.flatnonzero(~dated.any(axis=1))[0])
         raise ValueError(f"sample {first_bad} has no dated observation to composite")
     last = np.where(dated, m, np.iinfo(np.int64).min).max(axis=1)
-    if start is not None:
-        first = np.asarray(start, dtype="datetime64[M]").astype("int64")
-        span = np.full_like(first, max_months)
-    else:
-        first = np.where(dated, m, np.iinfo(np.int64).max).min(axis=1)
-        first = np.maximum(first, last - max_months + 1)
-        span = last - first + 1
+    first = np.where(dated, m, np.iinfo(np.int64).max).min(axis=1)
+    first = np.maximum(first, last - max_months + 1)
+    span = last - first + 1
     return first, int(min(max_months, span.max()))
 
 
@@ -86,11 +85,13 @@ def monthly_composites(mod: Modality, max_months: int = 12, *,
         if not valid[:, k].any():
             continue
         x = torch.where(sel[:, :, None], values, torch.full_like(values, float("nan")))
-        agg = x.nanmedian(dim=1).values if how == "median" else x.nanmean(dim=1)
+        # a true median (the two middle values averaged), not torch.nanmedian's lower one,
+        # which for two observations would take each band's minimum and mix two spectra
+        agg = torch.nanquantile(x, 0.5, dim=1) if how == "median" else x.nanmean(dim=1)
         out[:, k] = torch.nan_to_num(agg, nan=0.0)
     months = torch.from_numpy((first[:, None] + np.arange(n)[None, :]) % 12)
-    in_window = torch.from_numpy(np.arange(n)[None, :] < (_month_index(mod.dates).max(axis=1)
-                                                          - first + 1)[:, None])
+    last = _month_index(mod.dates).max(axis=1)
+    in_window = torch.from_numpy(np.arange(n)[None, :] < (last - first + 1)[:, None])
     return MonthlyComposite(out, valid, first.astype("datetime64[M]"), months.long(), in_window)
 
 
