@@ -71,6 +71,9 @@ def prepare_batch(batch: EOBatch, meta: EncoderMeta) -> EOBatch:
                                 f"{sorted(batch.modalities)}")
             continue
         prepared[name] = _prepare_modality(name, batch.modalities[name], spec, meta.name)
+    if not prepared:
+        raise BandError(f"encoder {meta.name!r} needs at least one of the modalities "
+                        f"{sorted(meta.modalities)}; the data has {sorted(batch.modalities)}")
     return EOBatch(prepared, batch.sample_ids, batch.extras)
 
 
