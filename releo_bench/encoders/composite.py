@@ -74,10 +74,12 @@ def monthly_composites(mod: Modality, max_months: int = 12, *,
     step = _month_index(mod.dates) - first[:, None]  # [B, T], month step of each date
     in_range = (step >= 0) & (step < n) & (_month_index(mod.dates) >= 0)
     values = mod.values.float()
-    ok = mod.mask & torch.isfinite(values).all(dim=2) & torch.from_numpy(in_range)[:, :, None, None]
+    dev = values.device
+    ok = (mod.mask.to(dev) & torch.isfinite(values).all(dim=2)
+          & torch.from_numpy(in_range).to(dev)[:, :, None, None])
     out = values.new_zeros(b, n, c, h, w)
-    valid = torch.zeros(b, n, h, w, dtype=torch.bool)
-    step_t = torch.from_numpy(np.where(in_range, step, -1))
+    valid = torch.zeros(b, n, h, w, dtype=torch.bool, device=dev)
+    step_t = torch.from_numpy(np.where(in_range, step, -1)).to(dev)
     for k in range(n):
         sel = (step_t == k)[:, :, None, None] & ok  # [B, T, H, W]
         cnt = sel.sum(dim=1)  # [B, H, W]
@@ -89,9 +91,9 @@ def monthly_composites(mod: Modality, max_months: int = 12, *,
         # which for two observations would take each band's minimum and mix two spectra
         agg = torch.nanquantile(x, 0.5, dim=1) if how == "median" else x.nanmean(dim=1)
         out[:, k] = torch.nan_to_num(agg, nan=0.0)
-    months = torch.from_numpy((first[:, None] + np.arange(n)[None, :]) % 12)
+    months = torch.from_numpy((first[:, None] + np.arange(n)[None, :]) % 12).to(dev)
     last = _month_index(mod.dates).max(axis=1)
-    in_window = torch.from_numpy(np.arange(n)[None, :] < (last - first + 1)[:, None])
+    in_window = torch.from_numpy(np.arange(n)[None, :] < (last - first + 1)[:, None]).to(dev)
     return MonthlyComposite(out, valid, first.astype("datetime64[M]"), months.long(), in_window)
 
 
