@@ -7,14 +7,15 @@ For each (model, task) pair, on every split of the task:
 
 * forward: the encoder alone on inputs the harness has already prepared (bands, units,
   context scenes or tiles, all in memory): ``encode`` over batches of ``--batch-size``
-  samples, or ``encode_dense`` over the scenes when the task gives pixel context. Reported as
-  samples/s (pixels or patches of the task) and seconds.
+  samples, or ``encode_dense`` over the scenes when the task gives pixel context; the faster
+  of two passes. Reported as samples/s (pixels or patches of the task) and seconds.
 * run: ``releo_bench.runner.run`` on the same task with the embedding cache off, one seed,
   tracking off, no plots (data loading from memory/disk caches, harness preparation, the same
   forward passes, the default probe, metrics and bootstrap intervals, results written).
 * overhead = run / forward (target <= 1.3 for pretrained encoders, where the forward is most of
   the work; weight-free baselines encode in milliseconds, so their ratio only says that the
-  probe dominates).
+  probe dominates), and embedding stage / forward: the harness's own cost around the encoder
+  (preparation, unit conversion, context or tiling, checks), without the probe.
 
 ``--main-job`` also times ``releo-bench run --model alise --task lai --seeds 3`` as ``make run``
 does, in a fresh cache directory (cold: simulates and caches the six scenes, encodes) and then
@@ -80,11 +81,14 @@ def bench_pair(model: str, task_name: str, device: str, batch_size: int) -> dict
     from releo_bench.encoders.adapt import encode_batch
 
     encode_batch(encoder, data["train"].batch.index(slice(0, 2)))
-    forward, n = 0.0, 0
-    for d in data.values():
-        sec, k = _forward_seconds(encoder, d, batch_size)
-        forward += sec
-        n += k
+    forward, n = float("inf"), 0
+    for _ in range(2):  # the first pass also pays one-time kernel selection: keep the faster
+        total, n = 0.0, 0
+        for d in data.values():
+            sec, k = _forward_seconds(encoder, d, batch_size)
+            total += sec
+            n += k
+        forward = min(forward, total)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         res = run(RunConfig(model=model, task=task_name, seeds=1, device=device,
@@ -128,6 +132,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     os.environ.setdefault("RELEO_WEIGHTS_DIR", str(ROOT.parent / "shared" / "weights"))
+    os.environ.setdefault("RELEO_DATASETS_DIR", str(ROOT.parent / "shared" / "data"))
     rows = []
     for pair in args.pairs.split(","):
         model, task = pair.split(":")
@@ -139,11 +144,13 @@ def main() -> None:
         f"{platform.machine()}, {os.cpu_count()} cores, threads {torch.get_num_threads()}"
     print(f"device: {dev}; torch {torch.__version__}")
     print()
-    print("| model | task | samples | context | forward (s) | samples/s | run (s) | run / forward |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| model | task | samples | context | forward (s) | samples/s | embedding stage (s) | "
+          "probe (s) | run (s) | embedding / forward | run / forward |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| `{r['model']}` | `{r['task']}` | {r['samples']} | {r['spatial_context']} | "
-              f"{r['forward_s']:.2f} | {r['samples_per_s']:.0f} | {r['run_s']:.2f} | "
+              f"{r['forward_s']:.2f} | {r['samples_per_s']:.0f} | {r['embedding_s']:.2f} | "
+              f"{r['probe_s']:.2f} | {r['run_s']:.2f} | {r['embedding_s'] / r['forward_s']:.2f} | "
               f"{r['overhead']:.2f} |")
     if args.main_job:
         mj = main_job()
