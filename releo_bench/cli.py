@@ -386,6 +386,11 @@ def weights_verify(name: Optional[str] = typer.Argument(None, help="model name (
         out.print(f"{model}: {path} ok" + ("" if f.sha256 else " (no published sha256)"))
 
 
+from .cli_check import register as _register_check  # noqa: E402
+
+_register_check(app)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: maps releo-bench errors to exit codes 2 (usage) and 1 (internal)."""
     try:

@@ -81,8 +81,28 @@ def load_suite(name_or_path: str | Path) -> Suite:
         raise UsageError(f"{path}: not a valid suite: {exc}") from exc
 
 
+def run_suite(suite: Suite, model: str, output: Path, *, tracking_uri: str | None = "none",
+              device: str = "auto", on_done: Any = None) -> list[Path]:
+    """Run ``model`` on every (task, probe, label fraction) of ``suite`` with its seeds; one
+    results directory each under ``output/<suite>/<model>/<task>-<probe>-lf<fraction>/``.
+    Deterministic: the same suite and model give the same numbers."""
+    from .runner import RunConfig, run
+
+    suite.check_registered()
+    out = []
+    for task, probe, fraction in suite.required_runs():
+        target = Path(output) / suite.name / model / f"{task}-{probe}-lf{fraction:g}"
+        res = run(RunConfig(model=model, task=task, probe=probe, seeds=suite.seeds,
+                            label_fraction=fraction, tracking_uri=tracking_uri, device=device,
+                            output=target, plots=False))
+        out.append(res.output_dir)
+        if on_done is not None:
+            on_done(res.output_dir)
+    return out
+
+
 def suite_names() -> list[str]:
     return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
 
 
-__all__ = ["Suite", "load_suite", "suite_names", "SUITES_DIR"]
+__all__ = ["Suite", "load_suite", "run_suite", "suite_names", "SUITES_DIR"]
