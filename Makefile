@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.releo-installed
 PIP_FLAGS ?= --disable-pip-version-check --no-input
 
-.PHONY: install run test test-fast constraints schema clean
+.PHONY: install run test test-fast constraints schema clean leaderboard
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,3 +41,15 @@ schema: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
+
+# The published leaderboard/ and the CI baseline: the ci-fast suite (weight-free baselines on
+# mock and simulated tasks, 2 seeds) run from scratch, then rendered in every format.
+# Deterministic: rerunning it on this machine rewrites the same numbers.
+leaderboard: $(STAMP)
+	rm -rf runs/leaderboard-suite
+	$(VENV)/bin/releo-bench suite run ci-fast --output runs/leaderboard-suite --tracking-uri none
+	for fmt in json md csv html; do \
+	  $(VENV)/bin/releo-bench leaderboard --results runs/leaderboard-suite/ci-fast --suite ci-fast \
+	    --format $$fmt --out leaderboard || exit 1; \
+	done
+	cp leaderboard/leaderboard.json leaderboard/baseline.json
