@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .transformer import PreNormBlock
+
 # (group name, band names) in the order of the pretrained ``s_t_channel_embed`` rows
 SPACE_TIME_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("S1", ("VV", "VH")),
@@ -113,29 +115,9 @@ class Attention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(n, length, d))
 
 
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
-
-
-class Block(nn.Module):
-    """Pre-norm transformer block."""
-
-    def __init__(self, dim: int, heads: int, mlp_ratio: float) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, heads)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-
-    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), keep)
-        return x + self.mlp(self.norm2(x))
+def _block(dim: int, heads: int, mlp_ratio: float) -> PreNormBlock:
+    """A pre-norm transformer block with this model's attention (state-dict names as published)."""
+    return PreNormBlock(dim, Attention(dim, heads), mlp_ratio)
 
 
 class GalileoNet(nn.Module):
@@ -163,7 +145,7 @@ class GalileoNet(nn.Module):
         self.sp_channel_embed = nn.Parameter(torch.zeros(len(SPACE_GROUPS), q))
         self.t_channel_embed = nn.Parameter(torch.zeros(len(TIME_GROUPS), q))
         self.st_channel_embed = nn.Parameter(torch.zeros(len(STATIC_GROUPS), q))
-        self.blocks = nn.ModuleList([Block(d, num_heads, mlp_ratio) for _ in range(depth)])
+        self.blocks = nn.ModuleList([_block(d, num_heads, mlp_ratio) for _ in range(depth)])
         self.space_time_embed = nn.ModuleDict(
             {g: PatchEmbed(len(b), d, max_patch_size) for g, b in SPACE_TIME_GROUPS})
         self.space_embed = nn.ModuleDict(

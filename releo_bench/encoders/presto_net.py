@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .transformer import PreNormBlock
+
 CHANNELS = ("VV", "VH", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12",
             "temperature_2m", "total_precipitation", "elevation", "slope", "NDVI")
 # channel groups in the order of their learned group codes (channel_embed rows 0-8; row 9 is
@@ -95,29 +97,9 @@ class _Attention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(b, n, d))
 
 
-class _Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
-
-
-class Block(nn.Module):
-    """Pre-norm transformer block: ``x + attn(norm1 x)``, then ``+ mlp(norm2 x)``."""
-
-    def __init__(self, dim: int, heads: int, mlp_ratio: float) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = _Attention(dim, heads)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = _Mlp(dim, int(dim * mlp_ratio))
-
-    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), keep)
-        return x + self.mlp(self.norm2(x))
+def _block(dim: int, heads: int, mlp_ratio: float) -> PreNormBlock:
+    """A pre-norm transformer block with this model's attention (state-dict names as published)."""
+    return PreNormBlock(dim, _Attention(dim, heads), mlp_ratio)
 
 
 class Layout:
@@ -148,7 +130,7 @@ class PrestoEncoder(nn.Module):
         self.eo_patch_embed = nn.ModuleDict({n: nn.Linear(len(idx), dim) for n, idx in groups})
         self.dw_embed = nn.Embedding(DW_CLASSES + 1, dim)
         self.latlon_embed = nn.Linear(3, dim)
-        self.blocks = nn.ModuleList([Block(dim, heads, mlp_ratio) for _ in range(depth)])
+        self.blocks = nn.ModuleList([_block(dim, heads, mlp_ratio) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
         d_ch, d_month = int(dim * channel_ratio), int(dim * month_ratio)
         d_pos = dim - d_ch - d_month
@@ -239,7 +221,7 @@ class PrestoDecoder(nn.Module):
         self.groups = groups
         self.decoder_embed = nn.Linear(dim_in, dim)
         self.mask_token = nn.Parameter(torch.zeros(dim))
-        self.decoder_blocks = nn.ModuleList([Block(dim, heads, mlp_ratio) for _ in range(depth)])
+        self.decoder_blocks = nn.ModuleList([_block(dim, heads, mlp_ratio) for _ in range(depth)])
         self.decoder_norm = nn.LayerNorm(dim)
         self.eo_decoder_pred = nn.ModuleDict({n: nn.Linear(dim, len(idx)) for n, idx in groups})
         self.dw_decoder_pred = nn.Linear(dim, DW_CLASSES)

@@ -18,8 +18,8 @@ PROSAIL simulations, applied to real reflectance), but with a predictive distrib
 
 Everything is generated (no weights file): deterministic for a given ``seed``; the trained
 probes are stored once per machine in the cache directory (``models/``, safetensors: plain
-tensors, nothing unpickled) and kept per process. The priors are not the scene simulator's crop profiles, so the
-simulated tasks are not its training distribution either.
+tensors, nothing unpickled) and kept per process. The priors are not the scene simulator's
+crop profiles, so the simulated tasks are not its training distribution either.
 """
 
 from __future__ import annotations
@@ -193,8 +193,8 @@ class ProsailMLP(Encoder):
             name=NAME, version=VERSION,
             description="physics baseline: mlp_gaussian probes trained on the project's own "
                         "PROSAIL simulations (10 S2 bands + angles -> LAI, Cab, CCC, truncated "
-                        "normals); per-date features = location and scale of each; retrieves lai, cab "
-                        "and ccc directly (--probe none)",
+                        "normals); per-date features = location and scale of each; retrieves "
+                        "lai, cab and ccc directly (--probe none)",
             licence="Apache-2.0",
             citation="releo-bench physics baseline (PROSPECT-D + 4SAIL: Jacquemoud et al. 2009; "
                      "Feret et al. 2017), in the spirit of Weiss & Baret, S2ToolBox Level 2 "
