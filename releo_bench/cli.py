@@ -389,6 +389,10 @@ def weights_verify(name: Optional[str] = typer.Argument(None, help="model name (
 from .cli_check import register as _register_check  # noqa: E402
 
 _register_check(app)
+from .cli_submit import register as _register_submit  # noqa: E402
+_register_submit(app)
+from .cli_leaderboard import register as _register_leaderboard  # noqa: E402
+_register_leaderboard(app)
 
 
 def main(argv: list[str] | None = None) -> int:
