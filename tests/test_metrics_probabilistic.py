@@ -452,3 +452,19 @@ def test_every_metric_is_fast_on_ten_thousand_samples():
                 metric(y, pred)
                 best = min(best, time.perf_counter() - start)
             assert best < 0.25, f"{name} on {kind}: {best:.3f} s"
+
+
+def test_interval_metrics_skip_quantiles_that_do_not_reach_them():
+    """Quantiles at 0.05..0.95 give the 90 % interval but not the 95 % one: picp_95 and
+    mpiw_95 do not apply (rather than failing the whole run), picp_90 does."""
+    import numpy as np
+
+    from releo_bench.predictions import Quantiles
+    from releo_bench.registries import METRICS
+
+    levels = np.array([0.05, 0.25, 0.5, 0.75, 0.95])
+    pred = Quantiles(levels, np.tile(np.array([-1.6, -0.7, 0.0, 0.7, 1.6]), (4, 1)))
+    assert METRICS.get("picp_90").applies_to(pred)
+    assert not METRICS.get("picp_95").applies_to(pred)
+    assert not METRICS.get("mpiw_95").applies_to(pred)
+    assert METRICS.get("picp_90")(np.array([0.0, 1.0, 2.0, -1.0]), pred) == 0.75

@@ -132,7 +132,7 @@ def test_quantile_mlp_interval_covers_and_quantiles_do_not_cross(hetero):
         hetero["Xtr"], hetero["ytr"], hetero["Xva"], hetero["yva"])
     pred = probe.predict_dist(hetero["Xte"])
     assert isinstance(pred, Quantiles)
-    np.testing.assert_allclose(pred.levels, [0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95])
+    np.testing.assert_allclose(pred.levels, [0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975])
     assert (np.diff(pred.values, axis=1) > 0).all()
     assert abs(picp(hetero["yte"], pred, 0.90) - 0.90) < 0.04
     assert _pit_max_deviation(pit_values(hetero["yte"], pred)) < 0.3

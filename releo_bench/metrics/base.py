@@ -48,6 +48,8 @@ class Metric:
     pointwise: Callable[[np.ndarray, Prediction], np.ndarray] | None = None  # [N] or [N, M]
     finalize: Callable[[np.ndarray], np.ndarray] | None = None  # means [..., M] -> [...]
     ideal: float | None = None  # the best value, for direction "target" (0 for "zero")
+    # a further condition on the prediction (e.g. quantile levels reaching an interval)
+    requires: Callable[[Prediction], bool] | None = None
 
     def __post_init__(self) -> None:
         if self.direction == "target" and self.ideal is None:
@@ -67,7 +69,8 @@ class Metric:
         return float(self.fn(np.asarray(y_true), prediction))
 
     def applies_to(self, prediction: Prediction) -> bool:
-        return prediction.kind in self.accepts
+        return prediction.kind in self.accepts and (self.requires is None
+                                                    or self.requires(prediction))
 
     @property
     def decomposable(self) -> bool:
@@ -92,7 +95,8 @@ def metric(name: str, *, direction: Direction, accepts: tuple[str, ...],
            task_kind: Literal["regression", "classification"],
            family: Literal["accuracy", "calibration", "proper_score"], description: str = "",
            pointwise: Callable[[np.ndarray, Prediction], np.ndarray] | None = None,
-           finalize: Callable[[np.ndarray], np.ndarray] | None = None, ideal: float | None = None):
+           finalize: Callable[[np.ndarray], np.ndarray] | None = None, ideal: float | None = None,
+           requires: Callable[[Prediction], bool] | None = None):
     """Decorator: register ``fn`` in :data:`releo_bench.registries.METRICS` as a :class:`Metric`.
 
     ``pointwise`` / ``finalize``: see the module docstring (optional, for fast bootstrap).
@@ -102,7 +106,7 @@ def metric(name: str, *, direction: Direction, accepts: tuple[str, ...],
         from ..registries import METRICS
         m = Metric(name, fn, direction, accepts, task_kind, family,
                    description or (fn.__doc__ or "").strip().split("\n")[0],
-                   pointwise, finalize, ideal)
+                   pointwise, finalize, ideal, requires)
         METRICS.register(name, m)
         return m
 

@@ -298,15 +298,21 @@ def mpiw(y: np.ndarray, prediction: Prediction, level: float) -> float:
     return float(np.mean(interval_width(y, prediction, level)))
 
 
+def _covers(prediction: Prediction, level: float) -> bool:
+    """Quantile predictions can only be scored on intervals their levels reach."""
+    return not isinstance(prediction, Quantiles) or prediction.covers(level)
+
+
 def _register_interval_metrics(level: float) -> None:
     pct = round(level * 100)
+    needs = partial(_covers, level=level)
     metric(f"picp_{pct}", direction="target", ideal=level, accepts=INTERVAL_KINDS,
-           task_kind="regression", family="calibration",
+           task_kind="regression", family="calibration", requires=needs,
            description=f"Share of targets inside the central {pct} % interval: "
                        f"{level:.2f} when calibrated",
            pointwise=partial(covered, level=level))(partial(picp, level=level))
     metric(f"mpiw_{pct}", direction="lower", accepts=INTERVAL_KINDS, task_kind="regression",
-           family="calibration",
+           family="calibration", requires=needs,
            description=f"Mean width of the central {pct} % interval (target units): sharpness, "
                        f"read it with picp_{pct}",
            pointwise=partial(interval_width, level=level))(partial(mpiw, level=level))

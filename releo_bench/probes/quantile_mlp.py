@@ -23,7 +23,7 @@ from ..predictions import Prediction, Quantiles
 from ..tasks.base import TargetSpec
 from .batched import BatchedProbe, Head, QuantileHead, SeedModel
 
-DEFAULT_LEVELS = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
+DEFAULT_LEVELS = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975)
 
 
 class QuantileMLP(BatchedProbe):
