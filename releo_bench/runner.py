@@ -385,11 +385,12 @@ def run(config: RunConfig, progress: ProgressFactory = _no_progress) -> RunOutco
                                                 "split": s, "data_hash": hashes[s],
                                                 "spatial_context": context_mode[s]})
 
-        def compute(start: int, stop: int, d: TaskData = d):
+        def encode_chunk(start: int, stop: int, d: TaskData = d):
             return encode_batch(encoder, d.batch.index(slice(start, stop)))
 
-        if context_mode[s] == "scene":
-            compute = SceneEmbeddings(encoder, d.context)  # type: ignore[arg-type,assignment]
+        # pixels of a task that gives their scenes: each scene encoded once (real neighbours)
+        compute = (SceneEmbeddings(encoder, d.context) if context_mode[s] == "scene"
+                   else encode_chunk)
 
         with progress(f"embedding {s} ({emeta.name})", len(d)) as bar:
             if config.use_cache:

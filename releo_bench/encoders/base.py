@@ -200,3 +200,4 @@ class PretrainedEncoder(Encoder):
 from ..batch import EOBatch  # noqa: E402  (type reference only, avoids a cycle at import)
 from ..predictions import Prediction  # noqa: E402
 from ..tasks.base import TargetSpec, TaskData  # noqa: E402
+from ..weights import WeightsFile  # noqa: E402

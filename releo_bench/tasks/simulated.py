@@ -27,7 +27,7 @@ from ..errors import UsageError
 from ..metrics import STANDARD_METRICS
 from ..physics.phenology import DoubleLogistic, double_logistic, season_dates
 from ..physics.scene import DEFAULT_CLASSES
-from .base import LazySplitsTask, TargetSpec, Task, TaskData, TaskMeta
+from .base import LazySplitsTask, TargetSpec, TaskData, TaskMeta
 from .sim_data import (SIM_DATASET, SPLIT_DESIGN, Pixels, clear_date_index, make_batch,
                        make_context, split_pixels)
 
