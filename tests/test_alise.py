@@ -17,6 +17,8 @@ from releo_bench.encoders.alise import Alise, Ubarn
 from releo_bench.encoders.alise_net import AliseNet, normalise_s2
 from releo_bench.registries import ENCODERS
 
+from onnx_reference import max_diff, onnx_session
+
 # EuroSAT GeoTIFF band order: B01..B08, B09, B10, B11, B12, B8A
 EUROSAT_TO_ALISE = [1, 2, 3, 4, 5, 6, 7, 12, 10, 11]
 
@@ -36,18 +38,7 @@ def net(onnx_path: Path) -> AliseNet:
 
 @pytest.fixture
 def session(onnx_path: Path):
-    ort = pytest.importorskip("onnxruntime")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
-    return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-
-
-def _compare(net: AliseNet, session, sits: np.ndarray, tpe: np.ndarray, padd: np.ndarray) -> float:
-    ref = session.run(None, {"sits": sits, "tpe": tpe, "padd_mask": padd})[0]
-    with torch.no_grad():
-        out = net(torch.from_numpy(sits), torch.from_numpy(tpe), torch.from_numpy(padd)).numpy()
-    assert out.shape == ref.shape
-    return float(np.abs(out - ref).max())
+    return onnx_session(onnx_path)
 
 
 @pytest.mark.parametrize("size", [16, 32])
@@ -58,7 +49,7 @@ def test_matches_onnxruntime_random(net, session, size):
     tpe = np.sort(rng.uniform(2500, 4000, (b, t)), axis=1).astype(np.float32)
     padd = np.zeros((b, t), dtype=bool)
     padd[1, 4:] = True
-    assert _compare(net, session, sits, tpe, padd) <= 1e-4
+    assert max_diff(net, session, sits, tpe, padd) <= 1e-4
 
 
 def _eurosat_patches(n: int = 3) -> np.ndarray:
@@ -79,7 +70,7 @@ def test_matches_onnxruntime_eurosat(net, session):
     sits = x.unsqueeze(1).numpy()  # one date
     tpe = np.full((len(sits), 1), 1500.0, dtype=np.float32)
     padd = np.zeros((len(sits), 1), dtype=bool)
-    assert _compare(net, session, sits, tpe, padd) <= 1e-4
+    assert max_diff(net, session, sits, tpe, padd) <= 1e-4
 
 
 def test_padded_dates_ignored(net):

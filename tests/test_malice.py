@@ -18,6 +18,8 @@ from releo_bench.encoders.alise import Alise
 from releo_bench.encoders.alise_net import AliseNet, normalise_s2
 from releo_bench.encoders.malice import Malice, s1_channels
 
+from onnx_reference import max_diff, onnx_session
+
 S2 = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
 
 
@@ -34,21 +36,6 @@ def folder() -> Path:
     return _weights("malice_s2.onnx").parent
 
 
-def _session(path: Path):
-    ort = pytest.importorskip("onnxruntime")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def _max_diff(net: AliseNet, session, sits: np.ndarray, tpe: np.ndarray, padd: np.ndarray) -> float:
-    ref = session.run(None, {"sits": sits, "tpe": tpe, "padd_mask": padd})[0]
-    with torch.no_grad():
-        out = net(torch.from_numpy(sits), torch.from_numpy(tpe), torch.from_numpy(padd)).numpy()
-    assert out.shape == ref.shape
-    return float(np.abs(out - ref).max())
-
-
 def test_s1_branch_matches_onnxruntime_random():
     path = _weights("malice_s1.onnx")
     net = AliseNet.from_onnx(path)
@@ -58,7 +45,7 @@ def test_s1_branch_matches_onnxruntime_random():
     tpe = np.sort(rng.uniform(2500, 4000, (2, 5)), axis=1).astype(np.float32)
     padd = np.zeros((2, 5), dtype=bool)
     padd[0, 3:] = True
-    assert _max_diff(net, _session(path), sits, tpe, padd) <= 1e-4
+    assert max_diff(net, onnx_session(path), sits, tpe, padd) <= 1e-4
 
 
 def _worldcereal_patch(size: int = 32) -> dict[str, np.ndarray]:
@@ -93,7 +80,7 @@ def test_both_branches_match_onnxruntime_on_a_real_worldcereal_patch(folder):
     for name, sits, padd in (("malice_s2.onnx", sits2, ~keep2[None]),
                              ("malice_s1.onnx", sits1, np.zeros((1, len(tpe[0])), dtype=bool))):
         path = folder / name
-        assert _max_diff(AliseNet.from_onnx(path), _session(path), sits.astype(np.float32),
+        assert max_diff(AliseNet.from_onnx(path), onnx_session(path), sits.astype(np.float32),
                          tpe, padd) <= 1e-4, name
 
 
